@@ -1,0 +1,3 @@
+"""subledger: a revenue subledger and connector hub for usage-based B2B billing."""
+
+__version__ = "0.1.0"

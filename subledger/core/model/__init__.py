@@ -1,0 +1,41 @@
+"""The canonical model: one table class per concept, all importable from here."""
+
+from subledger.core.model.base import Provenance, evidence_ref, payload_hash, record_id
+from subledger.core.model.contract import Contract
+from subledger.core.model.credit import CreditGrant, CreditLedgerEntry
+from subledger.core.model.credit_note import CreditNote
+from subledger.core.model.customer import Customer
+from subledger.core.model.identity import ExternalRef
+from subledger.core.model.invoice import Invoice, InvoiceLine
+from subledger.core.model.journal import JournalEntry, JournalLine
+from subledger.core.model.meter import Meter
+from subledger.core.model.payment import Payment, PaymentApplication
+from subledger.core.model.revenue import RevenueScheduleLine
+from subledger.core.model.sync_state import Connection, Reject, StreamState
+from subledger.core.model.usage import UsageEvent, UsageRollup
+
+__all__ = [
+    "Connection",
+    "Contract",
+    "CreditGrant",
+    "CreditLedgerEntry",
+    "CreditNote",
+    "Customer",
+    "ExternalRef",
+    "Invoice",
+    "InvoiceLine",
+    "JournalEntry",
+    "JournalLine",
+    "Meter",
+    "Payment",
+    "PaymentApplication",
+    "Provenance",
+    "Reject",
+    "RevenueScheduleLine",
+    "StreamState",
+    "UsageEvent",
+    "UsageRollup",
+    "evidence_ref",
+    "payload_hash",
+    "record_id",
+]

@@ -80,6 +80,18 @@ class UsageEventIn:
     payload_hash: str
 
 
+@dataclass(frozen=True)
+class RecordGroup:
+    """A parent record with the complete set of its children (an invoice and its lines).
+
+    The engine upserts the parent and replaces every child it stored before, so a line
+    removed at the source disappears here too.
+    """
+
+    record: Any
+    children: list[Any] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record the connector could not map, with where it was and how to fix it."""

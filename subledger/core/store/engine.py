@@ -11,6 +11,7 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
 from subledger.core.paths import database_url
+from subledger.core.store.usage import register_sqlite_functions
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -38,6 +39,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+        register_sqlite_functions(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

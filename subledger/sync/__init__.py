@@ -1,0 +1,1 @@
+"""The sync engine: pulls connections, reconciles, plans and applies write-back."""

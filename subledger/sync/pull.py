@@ -1,0 +1,184 @@
+"""Pull: the read side of a sync. Reads each stream of a connection incrementally.
+
+The engine owns incremental state. Everything a connector yields before a
+:class:`~subledger.core.connector.Checkpoint` is written in one transaction together
+with that checkpoint, so a crash mid-read resumes from the last committed checkpoint:
+nothing is lost, and (because records are upserted by key and usage events are unique
+per ``(system, event_id)``) nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from subledger.core.connector import Checkpoint, Connector, RecordGroup, Rejected, UsageEventIn
+from subledger.core.db_types import utcnow
+from subledger.core.errors import ConfigError
+from subledger.core.model.sync_state import Connection, StreamState
+from subledger.core.store.records import save_rejects, upsert_group, upsert_record
+from subledger.core.store.usage import ingest_usage
+
+log = logging.getLogger(__name__)
+
+# Usage arrives in millions; flush it in batches even between checkpoints' commits.
+USAGE_BATCH = 20_000
+
+
+@dataclass
+class StreamReport:
+    """What pulling one stream did."""
+
+    stream: str
+    records: int = 0
+    changed: int = 0
+    usage_inserted: int = 0
+    usage_duplicates: int = 0
+    rejected: int = 0
+    checkpoints: int = 0
+
+
+@dataclass
+class PullReport:
+    """What pulling one connection did, stream by stream."""
+
+    connection: str
+    streams: list[StreamReport] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(s.rejected for s in self.streams)
+
+
+ProgressFn = Callable[[str, StreamReport], None]
+
+
+def load_connector(session: Session, name: str) -> Connector:
+    """Build the connector of a configured connection, through the plugin registry."""
+    from subledger.core.plugins import get_connector_class
+    from subledger.core.secrets import load_config
+
+    conn = session.get(Connection, name)
+    if conn is None:
+        raise ConfigError(
+            f"no connection named {name!r}",
+            fix="list them with `subledger connections list` or add one with `subledger connections add`",
+        )
+    cls = get_connector_class(conn.plugin)
+    config = load_config(cls.config_model, conn.config)
+    return cls(config, connection=name)
+
+
+def read_state(session: Session, connection: str, stream: str) -> dict[str, Any] | None:
+    """The last committed checkpoint of a stream, or None before its first read."""
+    row = session.get(StreamState, (connection, stream))
+    return dict(row.state) if row is not None else None
+
+
+class _Batch:
+    """Records yielded since the last commit."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.usage: list[UsageEventIn] = []
+        self.rejects: list[Rejected] = []
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.usage) + len(self.rejects)
+
+
+def pull_stream(
+    engine: Engine, connector: Connector, stream: str, *, progress: ProgressFn | None = None
+) -> StreamReport:
+    """Read one stream from its last checkpoint and store what it yields."""
+    system = connector.connection
+    report = StreamReport(stream)
+    with Session(engine) as session:
+        state = read_state(session, system, stream)
+    batch = _Batch()
+    for item in connector.read(stream, state):
+        if isinstance(item, Checkpoint):
+            _commit(engine, system, stream, batch, item.state, report)
+            batch = _Batch()
+            report.checkpoints += 1
+            if progress:
+                progress(stream, report)
+        elif isinstance(item, UsageEventIn):
+            batch.usage.append(item)
+        elif isinstance(item, Rejected):
+            batch.rejects.append(item)
+        else:
+            batch.records.append(item)
+    if len(batch):
+        # A stream that ends without a final checkpoint: store what it gave, keep the state.
+        _commit(engine, system, stream, batch, None, report)
+        if progress:
+            progress(stream, report)
+    return report
+
+
+def _commit(
+    engine: Engine,
+    system: str,
+    stream: str,
+    batch: _Batch,
+    state: dict[str, Any] | None,
+    report: StreamReport,
+) -> None:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        for record in batch.records:
+            report.records += 1
+            if isinstance(record, RecordGroup):
+                changed = upsert_group(session, record, system=system)
+            else:
+                changed = upsert_record(session, record, system=system)
+            report.changed += int(changed)
+        rejects = list(batch.rejects)
+        for i in range(0, len(batch.usage), USAGE_BATCH):
+            chunk = batch.usage[i : i + USAGE_BATCH]
+            result = ingest_usage(session, system, chunk)
+            report.records += len(chunk)
+            report.usage_inserted += result.inserted
+            report.usage_duplicates += result.duplicates
+            rejects.extend(
+                Rejected(
+                    stream=stream,
+                    reason=f"usage event {c.event_id!r} was already loaded with a different payload",
+                    fix="usage events are immutable: send the correction as a new event with a new event_id",
+                    field="event_id",
+                    raw=c.event_id,
+                )
+                for c in result.conflicts
+            )
+        report.rejected += save_rejects(session, system, rejects)
+        if state is not None:
+            row = session.get(StreamState, (system, stream))
+            if row is None:
+                session.add(StreamState(connection=system, stream=stream, state=state))
+            else:
+                row.state = state
+                row.updated_at = utcnow()
+                session.add(row)
+
+
+def pull(
+    engine: Engine,
+    connection: str,
+    *,
+    streams: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> PullReport:
+    """Pull every stream (or the named ones) of a connection, incrementally."""
+    with Session(engine) as session:
+        connector = load_connector(session, connection)
+    report = PullReport(connection)
+    names = streams or [s.name for s in connector.streams()]
+    for name in names:
+        connector.stream(name)  # validates the name
+        report.streams.append(pull_stream(engine, connector, name, progress=progress))
+    return report

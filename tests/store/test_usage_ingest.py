@@ -18,19 +18,30 @@ from subledger.core.store.usage import aggregate_usage, ingest_usage
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def ev(eid: str, qty: str, at: datetime, customer: str = "acme", meter: str = "api_calls", h: str | None = None):
+def ev(
+    eid: str, qty: str, at: datetime, customer: str = "acme", meter: str = "api_calls", h: str | None = None
+):
     return UsageEventIn(eid, customer, meter, Decimal(qty), at, {"region": "eu"}, h or f"h-{eid}-{qty}")
 
 
 def agg(session: Session, how: str, start: datetime = T0, end: datetime = T0 + timedelta(days=31), **kw):
     return aggregate_usage(
-        session, customer_external_id=kw.pop("customer", "acme"), meter=kw.pop("meter", "api_calls"),
-        start=start, end=end, aggregation=how, **kw,
+        session,
+        customer_external_id=kw.pop("customer", "acme"),
+        meter=kw.pop("meter", "api_calls"),
+        start=start,
+        end=end,
+        aggregation=how,
+        **kw,
     )
 
 
 def test_events_are_stored_exactly_once_with_exact_quantities(engine: Engine) -> None:
-    events = [ev("e1", "0.1", T0), ev("e2", "0.2", T0 + timedelta(hours=1)), ev("e3", "1E+3", T0 + timedelta(days=1))]
+    events = [
+        ev("e1", "0.1", T0),
+        ev("e2", "0.2", T0 + timedelta(hours=1)),
+        ev("e3", "1E+3", T0 + timedelta(days=1)),
+    ]
     with Session(engine) as s, s.begin():
         first = ingest_usage(s, "files", events)
     with Session(engine) as s, s.begin():

@@ -49,9 +49,7 @@ def upsert_group(session: Session, group: RecordGroup, *, system: str) -> bool:
     parent_id = inspect(type(group.record)).primary_key[0]
     for child_model in {type(c) for c in group.children} | set(_child_models(parent_table)):
         fk_col = _fk_to(child_model.__table__, parent_table)
-        session.execute(
-            delete(child_model).where(fk_col == getattr(group.record, parent_id.key))
-        )
+        session.execute(delete(child_model).where(fk_col == getattr(group.record, parent_id.key)))
     for child in group.children:
         session.add(child)
     return True
@@ -108,9 +106,17 @@ def save_rejects(session: Session, connection: str, rejects: Iterable[Rejected])
             continue
         session.add(
             Reject(
-                connection=connection, stream=r.stream, location=r.location, line=r.line,
-                field=r.field, reason=r.reason, fix=r.fix, raw=r.raw[:10000], fingerprint=fp,
-                first_seen=now, last_seen=now,
+                connection=connection,
+                stream=r.stream,
+                location=r.location,
+                line=r.line,
+                field=r.field,
+                reason=r.reason,
+                fix=r.fix,
+                raw=r.raw[:10000],
+                fingerprint=fp,
+                first_seen=now,
+                last_seen=now,
             )
         )
         new += 1

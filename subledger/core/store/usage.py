@@ -113,16 +113,29 @@ def _rows(system: str, events: Sequence[UsageEventIn], fetched_at: datetime, sql
         fetched = _sqlite_ts(fetched_at)
         return [
             (
-                system, e.event_id, e.customer_external_id, e.meter, decimal_text(e.quantity),
-                _sqlite_ts(e.occurred_at), dumps(e.properties, separators=(",", ":"), default=str),
-                e.payload_hash, fetched,
+                system,
+                e.event_id,
+                e.customer_external_id,
+                e.meter,
+                decimal_text(e.quantity),
+                _sqlite_ts(e.occurred_at),
+                dumps(e.properties, separators=(",", ":"), default=str),
+                e.payload_hash,
+                fetched,
             )
             for e in events
         ]
     return [
         (
-            system, e.event_id, e.customer_external_id, e.meter, e.quantity, e.occurred_at,
-            dumps(e.properties, separators=(",", ":"), default=str), e.payload_hash, fetched_at,
+            system,
+            e.event_id,
+            e.customer_external_id,
+            e.meter,
+            e.quantity,
+            e.occurred_at,
+            dumps(e.properties, separators=(",", ":"), default=str),
+            e.payload_hash,
+            fetched_at,
         )
         for e in events
     ]
@@ -260,8 +273,17 @@ def _roll_up(conn: Connection, sqlite: bool, system: str, events: Sequence[Usage
     )
     if sqlite:
         rows = [
-            (system, c, m, d.isoformat(), decimal_text(b.total), b.count, decimal_text(b.maximum),
-             _sqlite_ts(b.latest_at), decimal_text(b.latest))
+            (
+                system,
+                c,
+                m,
+                d.isoformat(),
+                decimal_text(b.total),
+                b.count,
+                decimal_text(b.maximum),
+                _sqlite_ts(b.latest_at),
+                decimal_text(b.latest),
+            )
             for (c, m, d), b in buckets.items()
         ]
         dbapi.executemany(
@@ -362,8 +384,11 @@ def aggregate_usage(
 
     if first_full < end_day:
         stmt = select(
-            UsageRollup.quantity_sum, UsageRollup.event_count, UsageRollup.quantity_max,
-            UsageRollup.latest_at, UsageRollup.latest_quantity,
+            UsageRollup.quantity_sum,
+            UsageRollup.event_count,
+            UsageRollup.quantity_max,
+            UsageRollup.latest_at,
+            UsageRollup.latest_quantity,
         ).where(
             UsageRollup.customer_external_id == customer_external_id,
             UsageRollup.meter == meter,

@@ -12,6 +12,7 @@ import sqlmodel
 from alembic import op
 
 import subledger.core.db_types
+from sqlalchemy import Text
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -1,0 +1,109 @@
+"""The ``subledger`` command line (typer + rich).
+
+Every command is a thin layer over ``subledger.sync`` and ``subledger.core``. A user
+error (:class:`~subledger.core.errors.ConfigError`) prints one line that names the fix
+and exits 2; other failures exit 1; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from subledger.core.errors import ConfigError, FailureKind, SubledgerError, classify
+
+app = typer.Typer(
+    name="subledger",
+    help="Revenue subledger and connector hub for usage-based B2B billing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# Command modules, each with ``register(app)``. Order is the order of ``--help``.
+COMMAND_MODULES = (
+    "subledger.commands.setup",
+    "subledger.commands.plugins",
+    "subledger.commands.connections",
+    "subledger.commands.pull",
+    "subledger.commands.status",
+)
+
+_state: dict[str, Any] = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        from subledger.core.secrets import install_log_redaction
+    except ImportError:  # pragma: no cover - only while bootstrapping a checkout
+        return
+    install_log_redaction()
+
+
+def print_json(data: Any) -> None:
+    """Print machine-readable JSON on stdout (no rich markup)."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except SubledgerError as exc:
+        _fail(exc)
+    except typer.Abort:
+        err_console.print("aborted")
+        raise SystemExit(1) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # the one place a traceback may be hidden: behind --debug
+        if hasattr(exc, "exit_code"):  # click's UsageError and friends
+            exc.show()  # type: ignore[attr-defined]
+            raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
+        _fail(exc)
+
+
+def _fail(exc: BaseException) -> None:
+    from subledger.core.secrets import redact
+
+    kind = classify(exc)
+    if _state["debug"]:
+        import traceback
+
+        err_console.print(redact("".join(traceback.format_exception(exc))), markup=False, highlight=False)
+    message = redact(str(exc))
+    if not isinstance(exc, SubledgerError):
+        message = f"{type(exc).__name__}: {message}"
+    label = {FailureKind.CONFIG: "error", FailureKind.TRANSIENT: "temporary failure"}.get(
+        kind, "internal error"
+    )
+    hint = "" if _state["debug"] or kind is FailureKind.CONFIG else " (run with --debug for details)"
+    err_console.print(f"[bold red]{label}:[/] {message}{hint}", markup=True, highlight=False)
+    raise SystemExit(2 if kind is FailureKind.CONFIG else 1)
+
+
+__all__ = ["ConfigError", "app", "console", "main", "print_json"]

@@ -149,13 +149,27 @@ def _insert(dbapi: Any, sqlite: bool, rows: list[tuple]) -> int:
         )
         cur = dbapi.executemany(sql, rows)
         return cur.rowcount
-    sql = (
-        f"INSERT INTO usage_event ({_INSERT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s) "
-        "ON CONFLICT (system, event_id) DO NOTHING"
-    )
+    # PostgreSQL: COPY into a session-local staging table, then one INSERT ... SELECT.
+    # COPY is several times faster than executemany, and the INSERT keeps the
+    # ON CONFLICT semantics of the SQLite path.
     with dbapi.cursor() as cur:
-        cur.executemany(sql, rows)
+        cur.execute(_PG_STAGE_DDL)
+        cur.execute("TRUNCATE _usage_stage")
+        with cur.copy(f"COPY _usage_stage ({_INSERT_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f"INSERT INTO usage_event ({_INSERT_COLUMNS}) SELECT {_INSERT_COLUMNS} FROM _usage_stage "
+            "ON CONFLICT (system, event_id) DO NOTHING"
+        )
         return cur.rowcount
+
+
+_PG_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS _usage_stage ("
+    "system text, event_id text, customer_external_id text, meter text, quantity numeric, "
+    "occurred_at timestamptz, properties jsonb, payload_hash text, fetched_at timestamptz)"
+)
 
 
 def ingest_usage(

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 21520a479f36
+Revision ID: 63c17b6ddf91
 Revises: 
-Create Date: 2026-11-21 09:46:23.288766
+Create Date: 2026-11-21
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ import subledger.core.db_types
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-revision: str = '21520a479f36'
+revision: str = '63c17b6ddf91'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -283,7 +283,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('system', 'event_id', name='uq_usage_event_source')
     )
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.create_index('ix_usage_event_customer_meter_time', ['customer_external_id', 'meter', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_usage_event_time', ['occurred_at'], unique=False)
 
     op.create_table('usage_rollup',
     sa.Column('system', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -396,7 +396,7 @@ def downgrade() -> None:
     op.drop_table('credit_ledger_entry')
     op.drop_table('usage_rollup')
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
-        batch_op.drop_index('ix_usage_event_customer_meter_time')
+        batch_op.drop_index('ix_usage_event_time')
 
     op.drop_table('usage_event')
     op.drop_table('stream_state')

@@ -1,0 +1,184 @@
+"""``subledger sync``: pull, resolve identities, reconcile, plan, apply, and record the run."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from subledger.core.db_types import utcnow
+from subledger.core.errors import ConfigError, classify
+from subledger.core.model.run import SyncRun
+from subledger.core.model.sync_state import Connection
+from subledger.sync.apply import ApplyReport, apply_actions
+from subledger.sync.findings import FindingDelta, record_findings
+from subledger.sync.identity import resolve_identities
+from subledger.sync.locks import held, process_owner
+from subledger.sync.plan import PlanDelta, plan_actions
+from subledger.sync.pull import PullReport, pull
+from subledger.sync.rules.base import ActionDraft, ConnectionInfo, Rule, RuleContext
+from subledger.sync.settings import SyncSettings, load_settings
+
+log = logging.getLogger(__name__)
+RECONCILE_LOCK = "sync:reconcile"
+
+
+@dataclass
+class ReconcileReport:
+    """What reconciling the store did."""
+
+    findings: dict[str, FindingDelta] = field(default_factory=dict)
+    plan: PlanDelta = field(default_factory=PlanDelta)
+    identity_linked: int = 0
+
+    @property
+    def opened(self) -> int:
+        return sum(d.opened + d.reopened for d in self.findings.values())
+
+    @property
+    def resolved(self) -> int:
+        return sum(d.resolved for d in self.findings.values())
+
+
+def connection_infos(session: Session, settings: SyncSettings) -> list[ConnectionInfo]:
+    """Every enabled connection with its roles."""
+    rows = session.exec(select(Connection).where(Connection.enabled).order_by(Connection.name)).all()
+    return [ConnectionInfo(c.name, c.plugin, list(settings.roles_of(c.name, c.plugin))) for c in rows]
+
+
+def load_rules() -> list[Rule]:
+    """Every registered rule, instantiated, in name order."""
+    from subledger.core.plugins import rule_classes
+
+    rules = []
+    for _name, rule in sorted(rule_classes().items()):
+        rules.append(rule() if isinstance(rule, type) else rule)
+    return rules
+
+
+def master_system(settings: SyncSettings, infos: list[ConnectionInfo]) -> str | None:
+    """The connection whose customer ids are canonical."""
+    if settings.identity.master:
+        return settings.identity.master
+    crm = [c.name for c in infos if "crm" in c.roles]
+    return crm[0] if crm else (infos[0].name if infos else None)
+
+
+def reconcile(
+    engine: Engine,
+    *,
+    settings: SyncSettings,
+    actor: str,
+    now: datetime | None = None,
+    rules: list[Rule] | None = None,
+) -> ReconcileReport:
+    """Resolve identities, run every rule, update findings and plan actions, in one transaction."""
+    now = now or utcnow()
+    report = ReconcileReport()
+    rules = load_rules() if rules is None else rules
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        infos = connection_infos(session, settings)
+        issues = []
+        master = master_system(settings, infos)
+        if master is not None:
+            identity = resolve_identities(
+                session, master=master, match_on=list(settings.identity.match_on), actor=actor
+            )
+            report.identity_linked, issues = identity.linked, identity.issues
+            session.flush()
+        ctx = RuleContext(session=session, settings=settings, connections=infos, now=now, identity_issues=issues)
+        proposals: dict[tuple[str, str], list[ActionDraft]] = {}
+        for rule in rules:
+            drifts = [
+                d for d in rule.evaluate(ctx) if abs(d.amount_minor) > settings.amount_tolerance_minor or not d.currency
+            ]
+            report.findings[rule.name] = record_findings(session, rule.name, drifts, now=now, actor=actor)
+            for d in drifts:
+                if d.actions:
+                    proposals[(rule.name, d.key)] = d.actions
+            session.flush()
+        report.plan = plan_actions(session, proposals, settings=settings, now=now, actor=actor)
+    return report
+
+
+@dataclass
+class SyncReport:
+    """Everything one sync did."""
+
+    run: SyncRun
+    pulls: list[PullReport] = field(default_factory=list)
+    reconcile: ReconcileReport | None = None
+    applied: ApplyReport | None = None
+
+
+def sync(
+    engine: Engine,
+    connections: list[str] | None = None,
+    *,
+    trigger: str = "user",
+    settings: SyncSettings | None = None,
+    apply: bool = True,
+    rules: list[Rule] | None = None,
+) -> SyncReport:
+    """Pull the connections (default: all enabled), reconcile, plan, and apply approved actions.
+
+    Holds a lease per connection (``sync:<name>``) and one for reconciliation, so two
+    processes never sync the same connection at once.
+    """
+    settings = settings or load_settings()
+    with Session(engine) as session:
+        known = {c.name for c in session.exec(select(Connection).where(Connection.enabled)).all()}
+    names = sorted(connections) if connections else sorted(known)
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"no enabled connection named {name!r}", fix="see `subledger connections list`")
+    run = SyncRun(id="run_" + uuid.uuid4().hex[:20], trigger=trigger, connections=names)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        session.add(run)
+    report = SyncReport(run=run)
+    owner = process_owner()
+    try:
+        with ExitStack() as stack:
+            for name in [*names, RECONCILE_LOCK.removeprefix("sync:")]:
+                stack.enter_context(held(engine, f"sync:{name}", owner, ttl=timedelta(hours=2)))
+            for name in names:
+                try:
+                    p = pull(engine, name)
+                except Exception as exc:
+                    run.errors.append(
+                        {"connection": name, "stage": "pull", "kind": str(classify(exc)), "error": _safe(exc)}
+                    )
+                    continue
+                report.pulls.append(p)
+                run.records_read += sum(s.records for s in p.streams)
+                run.records_written += sum(s.changed + s.usage_inserted for s in p.streams)
+            report.reconcile = reconcile(engine, settings=settings, actor=trigger, rules=rules)
+            run.findings_opened = report.reconcile.opened
+            run.findings_resolved = report.reconcile.resolved
+            run.actions_planned = report.reconcile.plan.planned
+            if apply:
+                report.applied = apply_actions(engine, actor=trigger)
+                run.actions_applied = len(report.applied.done)
+                for aid in report.applied.failed + report.applied.conflicts:
+                    run.errors.append({"stage": "apply", "action": aid})
+        run.status = "failed" if any(e.get("stage") == "pull" for e in run.errors) else "succeeded"
+    except Exception as exc:
+        run.status = "failed"
+        run.errors.append({"stage": "sync", "kind": str(classify(exc)), "error": _safe(exc)})
+        raise
+    finally:
+        run.finished_at = utcnow()
+        with Session(engine) as session, session.begin():
+            session.merge(run)
+    return report
+
+
+def _safe(exc: BaseException) -> str:
+    from subledger.core.secrets import redact
+
+    return redact(str(exc))[:2000]

@@ -1,0 +1,92 @@
+"""What a reconciliation rule is: a class that turns the store into drifts.
+
+A rule looks at the store through a :class:`RuleContext` and yields :class:`Drift`s. Each
+drift has a ``key`` that identifies it within the rule (customer, contract, component,
+period...), the amount at stake, evidence and, optionally, the :class:`ActionDraft`s that
+would fix it. The engine turns drifts into findings (opening, updating and resolving them)
+and action drafts into planned actions.
+
+Register rules from a plugin with the ``register_rules(register)`` hook.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlmodel import Session
+
+from subledger.sync.settings import SyncSettings
+
+
+@dataclass(frozen=True)
+class ActionDraft:
+    """A write that would fix a drift. The engine derives its idempotency key from it."""
+
+    kind: str
+    connection: str
+    payload: dict[str, Any]
+    summary: str
+    amount_minor: int = 0
+    currency: str | None = None
+    target_external_id: str | None = None
+    base_version: dict[str, Any] | None = None
+
+
+@dataclass
+class Drift:
+    """One difference a rule found."""
+
+    key: str
+    summary: str
+    amount_minor: int = 0
+    currency: str | None = None
+    customer: str | None = None
+    contract_id: str | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    actions: list[ActionDraft] = field(default_factory=list)
+
+
+@dataclass
+class ConnectionInfo:
+    """A configured connection and the roles it plays."""
+
+    name: str
+    plugin: str
+    roles: list[str]
+
+
+@dataclass
+class RuleContext:
+    """What a rule may look at."""
+
+    session: Session
+    settings: SyncSettings
+    connections: list[ConnectionInfo]
+    now: datetime
+    identity_issues: list[Any] = field(default_factory=list)
+
+    def with_role(self, role: str) -> list[ConnectionInfo]:
+        """Connections playing ``role``, by name."""
+        return [c for c in self.connections if role in c.roles]
+
+    def systems(self, role: str) -> list[str]:
+        """Names of the connections playing ``role``."""
+        return [c.name for c in self.with_role(role)]
+
+
+class Rule(ABC):
+    """A reconciliation rule. Subclasses set ``name`` and implement :meth:`evaluate`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
+        """Yield every drift found in the store now (not only new ones)."""

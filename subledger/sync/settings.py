@@ -1,0 +1,109 @@
+"""Sync settings: roles, sources of truth, identity matching, approvals and thresholds.
+
+Read from ``$SUBLEDGER_CONFIG``, else ``subledger.yaml`` in the data directory; every
+setting has a default, so no file is needed to start. See ``docs/sync.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from subledger.core.errors import ConfigError
+from subledger.core.paths import data_dir
+
+Role = Literal["crm", "billing", "metering", "erp"]
+
+# What each connector is, unless the settings say otherwise.
+DEFAULT_ROLES: dict[str, list[Role]] = {
+    "files": ["crm", "billing", "metering"],
+    "memory": ["crm", "billing", "metering"],
+    "stripe": ["billing", "metering"],
+    "orb": ["billing", "metering"],
+    "metronome": ["billing", "metering"],
+    "chargebee": ["billing"],
+    "salesforce": ["crm"],
+    "hubspot": ["crm"],
+    "netsuite": ["erp"],
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdentitySettings(_Strict):
+    """How records of different systems are tied to one canonical customer."""
+
+    master: str | None = Field(
+        default=None,
+        description="connection whose customer ids are canonical (default: the first CRM connection)",
+    )
+    link_field: dict[str, str] = Field(
+        default_factory=dict,
+        description="per connection, the metadata/external-id field holding the canonical id",
+    )
+    match_on: list[Literal["tax_id", "email_domain", "name"]] = ["tax_id", "email_domain", "name"]
+
+
+class Ownership(_Strict):
+    """The source of truth per kind of data (a role)."""
+
+    contract_terms: Role = "crm"
+    usage: Role = "metering"
+    invoices: Role = "billing"
+    ledger: Role = "erp"
+
+
+class AutoApproval(_Strict):
+    """Actions of ``rule`` up to ``max_amount`` (major units, any currency) apply without review."""
+
+    rule: str
+    max_amount: Decimal | None = None
+
+
+class SyncSettings(_Strict):
+    """Everything the sync engine can be told."""
+
+    roles: dict[str, list[Role]] = Field(default_factory=dict)
+    ownership: Ownership = Ownership()
+    identity: IdentitySettings = IdentitySettings()
+    auto_approve: list[AutoApproval] = Field(default_factory=list)
+    thresholds: list[Decimal] = [Decimal("0.8"), Decimal("1")]
+    usage_drift_tolerance: Decimal = Decimal("0.01")
+    amount_tolerance_minor: int = Field(default=0, description="drifts at or below this are not findings")
+    billing_connection: str | None = Field(
+        default=None, description="where unbilled-usage invoices are written (default: first billing connection)"
+    )
+
+    def roles_of(self, connection: str, plugin: str) -> list[Role]:
+        """The roles a connection plays."""
+        return self.roles.get(connection) or DEFAULT_ROLES.get(plugin, [])
+
+
+def settings_path() -> Path:
+    """Where settings are read from."""
+    env = os.environ.get("SUBLEDGER_CONFIG")
+    return Path(env).expanduser() if env else data_dir() / "subledger.yaml"
+
+
+def load_settings(path: Path | None = None) -> SyncSettings:
+    """Load settings, naming the file and field of any mistake."""
+    path = path or settings_path()
+    if not path.exists():
+        return SyncSettings()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", fix="fix the YAML syntax") from None
+    try:
+        return SyncSettings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}", fix="see docs/sync.md for the settings") from None

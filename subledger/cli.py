@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "subledger.commands.connections",
     "subledger.commands.pull",
     "subledger.commands.status",
+    "subledger.commands.sync",
 )
 
 _state: dict[str, Any] = {"debug": False}

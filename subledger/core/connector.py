@@ -34,6 +34,12 @@ class ConnectorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def model_post_init(self, context: Any, /) -> None:
+        # However a config is built, its secrets become known to log and error redaction.
+        from subledger.core.secrets import remember_secrets
+
+        remember_secrets(self)
+
 
 @dataclass(frozen=True)
 class StreamSpec:

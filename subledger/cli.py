@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "subledger.commands.pull",
     "subledger.commands.status",
     "subledger.commands.sync",
+    "subledger.commands.rate",
 )
 
 _state: dict[str, Any] = {"debug": False}

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlmodel import Session
 
 from subledger.core.connector import Checkpoint, Connector, RecordGroup, Rejected, UsageEventIn
 from subledger.core.db_types import utcnow
-from subledger.core.errors import ConfigError
+from subledger.core.errors import ConfigError, SystemFailure
 from subledger.core.model.sync_state import Connection, StreamState
 from subledger.core.store.records import save_rejects, upsert_group, upsert_record
 from subledger.core.store.usage import ingest_usage
@@ -80,6 +80,23 @@ def read_state(session: Session, connection: str, stream: str) -> dict[str, Any]
     return dict(row.state) if row is not None else None
 
 
+def has_key(record: Any) -> bool:
+    """True when the record's primary key is set (sourced records have deterministic ids)."""
+    return all(getattr(record, c.key) is not None for c in inspect(type(record)).primary_key)
+
+
+def is_child_of(record: Any, parent: Any) -> bool:
+    """True when ``record`` has no key of its own and references ``parent``'s table."""
+    head = parent.record if isinstance(parent, RecordGroup) else parent
+    table = getattr(type(head), "__table__", None)
+    if table is None or has_key(record):
+        return False
+    for fk in type(record).__table__.foreign_keys:
+        if fk.column.table is table and getattr(record, fk.parent.key) == getattr(head, fk.column.key):
+            return True
+    return False
+
+
 class _Batch:
     """Records yielded since the last commit."""
 
@@ -90,6 +107,25 @@ class _Batch:
 
     def __len__(self) -> int:
         return len(self.records) + len(self.usage) + len(self.rejects)
+
+    def add_record(self, record: Any) -> None:
+        """Add a record; a child row right after its parent joins the parent's group.
+
+        Connectors may yield an invoice followed by its lines instead of a
+        :class:`RecordGroup`; either way the stored children are exactly the ones yielded.
+        """
+        if not isinstance(record, RecordGroup) and self.records and is_child_of(record, self.records[-1]):
+            parent = self.records[-1]
+            if not isinstance(parent, RecordGroup):
+                parent = self.records[-1] = RecordGroup(parent, [])
+            parent.children.append(record)
+            return
+        if not isinstance(record, RecordGroup) and not has_key(record):
+            raise SystemFailure(
+                f"connector yielded a {type(record).__name__} with no key and no parent before it",
+                fix="yield child rows right after their parent, or inside a RecordGroup",
+            )
+        self.records.append(record)
 
 
 def pull_stream(
@@ -113,7 +149,7 @@ def pull_stream(
         elif isinstance(item, Rejected):
             batch.rejects.append(item)
         else:
-            batch.records.append(item)
+            batch.add_record(item)
     if len(batch):
         # A stream that ends without a final checkpoint: store what it gave, keep the state.
         _commit(engine, system, stream, batch, None, report)

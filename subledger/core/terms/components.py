@@ -17,7 +17,7 @@ Aggregation = Literal["sum", "count", "max", "unique_count", "latest"]
 
 
 class FlatFee(TermsModel):
-    """A recurring fee: ``amount`` × ``quantity`` per cadence (the billing cycle by default).
+    """A recurring fee: ``amount`` x ``quantity`` per cadence (the billing cycle by default).
 
     ``advance`` fees are billed at the start of their service period, ``arrears`` fees at
     its end. A partial period (the term starts or ends between two period starts) is
@@ -132,8 +132,10 @@ class UsageComponent(TermsModel):
         if meters is not None and self.meter not in meters:
             known = ", ".join(sorted(meters)[:10]) or "none"
             raise TermError(
-                f"meter {self.meter!r} is not in the meter catalogue",
+                "the meter is not in the meter catalogue",
                 fix=f"use one of the known meters ({known}) or add the meter first",
+                at="meter",
+                value=self.meter,
             )
 
     def _check_matrix(self) -> None:
@@ -151,13 +153,16 @@ class UsageComponent(TermsModel):
         for i, cell in enumerate(self.matrix):
             if set(cell.values) != wanted:
                 raise TermError(
-                    f"matrix[{i}].values has keys {sorted(cell.values)} but dimensions are {self.dimensions}",
+                    f"the cell's keys {sorted(cell.values)} differ from dimensions {self.dimensions}",
                     fix="give every cell exactly one value for each dimension",
+                    at=f"matrix[{i}].values",
                 )
             key = tuple(cell.values[d] for d in self.dimensions)
             if key in seen:
                 raise TermError(
-                    f"matrix[{i}] repeats the values {cell.values}", fix="list each combination of values once"
+                    f"the values {cell.values} repeat an earlier cell",
+                    fix="list each combination of values once",
+                    at=f"matrix[{i}].values",
                 )
             seen.add(key)
 

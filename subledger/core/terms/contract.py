@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from subledger.core.db_types import decimal_text
 from subledger.core.errors import ConfigError
 from subledger.core.money import Rounding, exponent, normalize_currency
-from subledger.core.terms.base import Identifier, TermsModel
+from subledger.core.terms.base import TermsModel
 from subledger.core.terms.billing import BillingCycle
 from subledger.core.terms.commitments import Commitment
 from subledger.core.terms.components import Component, FlatFee, UsageComponent
@@ -63,9 +63,19 @@ class ContractTerms(TermsModel):
     def _consistent(self) -> ContractTerms:
         if self.end_date is not None and self.end_date < self.start_date:
             raise TermError(
-                f"end_date {self.end_date} is before start_date {self.start_date}",
+                f"end_date is before start_date {self.start_date}",
+                at="end_date",
+                value=self.end_date.isoformat(),
                 fix="end_date is the last day of service (inclusive); make it on or after start_date",
             )
+        for i, commitment in enumerate(self.commitments):
+            if commitment.per == "term" and self.end_date is None:
+                raise TermError(
+                    "a per-term commitment needs a term with an end_date",
+                    fix="add end_date, or make the commitment per: period",
+                    at=f"commitments[{i}].per",
+                    value="term",
+                )
         self._check_ids()
         self._check_references()
         self._check_money_places()
@@ -84,8 +94,10 @@ class ContractTerms(TermsModel):
                 where = f"{group}[{i}].id"
                 if ident in seen:
                     raise TermError(
-                        f"{where} {ident!r} is already used by {seen[ident]}",
+                        f"the id is already used by {seen[ident]}",
                         fix="give every component, commitment, credit and discount its own id",
+                        at=where,
+                        value=ident,
                     )
                 seen[ident] = where
 
@@ -102,14 +114,16 @@ class ContractTerms(TermsModel):
                 refs.append((f"discounts[{i}].applies_to", discount.applies_to))
         for where, ref in refs:
             if ref not in ids:
-                raise TermError(f"{where} names {ref!r}, which is not a component", fix=f"use one of: {known}")
+                raise TermError("no component has this id", fix=f"use one of: {known}", at=where, value=ref)
         quantity_meters = {
             c.meter for c in self.components if isinstance(c, UsageComponent) and c.prices_quantity
         }
         for i, grant in enumerate(self.credits):
             if grant.meter is not None and grant.meter not in quantity_meters:
                 raise TermError(
-                    f"credits[{i}].meter {grant.meter!r} is not priced by any usage component",
+                    "no usage component priced on quantity uses this meter",
+                    at=f"credits[{i}].meter",
+                    value=grant.meter,
                     fix="use the meter of a usage component priced on quantity: "
                     + (", ".join(sorted(quantity_meters)) or "none"),
                 )
@@ -125,7 +139,9 @@ class ContractTerms(TermsModel):
         for where, value in amounts:
             if value is not None and value != value.quantize(Decimal(1).scaleb(-places), rounding="ROUND_DOWN"):
                 raise TermError(
-                    f"{where} {decimal_text(value)} has more than {places} decimal places for {self.currency}",
+                    f"more than {places} decimal places for {self.currency}",
+                    at=where,
+                    value=decimal_text(value),
                     fix=f"round it to {places} places (an amount of money, unlike a unit price, "
                     "must fit the currency's minor unit)",
                 )
@@ -156,7 +172,10 @@ HEADER_FIELDS = ("id", "customer", "name", "status")
 
 
 class _ContractHeader(TermsModel):
-    id: Identifier = Field(description="the contract's id in its source (unique per source)")
+    id: str = Field(
+        min_length=1, max_length=255, pattern=r"^\S(.*\S)?$",
+        description="the contract's id in its source (unique per source)",
+    )
     customer: str = Field(min_length=1, max_length=255, description="the customer's external id")
     name: str = ""
     status: Literal["draft", "active", "ended", "cancelled"] = "active"

@@ -13,9 +13,9 @@ from subledger.core.terms.decimals import NonNegativeDecimal, TermError
 
 
 class TopUp(TermsModel):
-    """More credit added to a grant on a date (same kind as the grant: money or units)."""
+    """More credit added to a grant on its ``effective`` date (same kind as the grant: money or units)."""
 
-    on: date
+    effective: date
     amount: NonNegativeDecimal | None = None
     units: NonNegativeDecimal | None = None
 

@@ -25,9 +25,11 @@ _DECIMAL_RE = re.compile(DECIMAL_PATTERN)
 class TermError(ValueError):
     """A terms value is wrong; ``fix`` says what to write instead."""
 
-    def __init__(self, message: str, *, fix: str) -> None:
+    def __init__(self, message: str, *, fix: str, at: str | None = None, value: Any = None) -> None:
         super().__init__(message)
         self.fix = fix
+        self.at = at  # path below the validated object, e.g. "tiers[1].up_to"
+        self.value = value
 
 
 def exact_decimal(value: Any) -> Decimal:

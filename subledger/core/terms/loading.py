@@ -73,16 +73,21 @@ def describe_errors(exc: ValidationError, data: Any, *, source: str = "contract 
     for err in exc.errors(include_url=False):
         path = field_path(tuple(err["loc"]), data)
         original = (err.get("ctx") or {}).get("error")
-        if isinstance(original, TermError):
-            message, fix = str(original), original.fix
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            fix = _FIXES.get(err["type"], "correct the value")
-            if err["type"] == "extra_forbidden":
-                fix = f"remove {path.rsplit('.', 1)[-1]!r} or correct its spelling (see docs/contract-terms.md)"
         shown = "" if err["type"] == "missing" else f" = {_short(err['input'])}"
         if isinstance(err["input"], Mapping):  # whole-object checks: the message names the field
             shown = ""
+        if isinstance(original, TermError):
+            message, fix = str(original), original.fix
+            if original.at:
+                path = original.at if path == "(top level)" else f"{path}.{original.at}"
+                shown = "" if original.value is None else f" = {_short(original.value)}"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            fix = _FIXES.get(err["type"], "correct the value")
+            if err["type"] == "string_pattern_mismatch" and path == "id":
+                fix = "remove the spaces at the start and end of the contract id"
+            if err["type"] == "extra_forbidden":
+                fix = f"remove {path.rsplit('.', 1)[-1]!r} or correct its spelling (see docs/contract-terms.md)"
         problems.append(f"{path}{shown}: {message}")
         fixes.append(fix)
     count = len(problems)

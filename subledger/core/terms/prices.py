@@ -21,7 +21,7 @@ from subledger.core.terms.decimals import NonNegativeDecimal, PositiveDecimal, T
 class Tier(TermsModel):
     """One tier: units up to and including ``up_to`` at ``unit_price``, plus a flat fee."""
 
-    up_to: UpTo = Field(description="inclusive upper bound; null for the last, open tier")
+    up_to: UpTo = Field(default=None, description="inclusive upper bound; null or absent for the last, open tier")
     unit_price: NonNegativeDecimal = Field(default=Decimal(0), description="price per unit in this tier")
     flat_fee: NonNegativeDecimal = Field(
         default=Decimal(0), description="charged once when usage reaches this tier"
@@ -34,24 +34,29 @@ def _check_tiers(tiers: list[Tier]) -> None:
         last = i == len(tiers) - 1
         if tier.up_to is None and not last:
             raise TermError(
-                f"tiers[{i}].up_to is open (null) but tiers follow it",
+                "the tier is open (no up_to) but tiers follow it",
                 fix="only the last tier may be open; give this tier an up_to or move it last",
+                at=f"tiers[{i}].up_to",
             )
         if tier.up_to is None:
             continue
         if previous is not None and tier.up_to <= previous:
             relation = "equals" if tier.up_to == previous else "is below"
             raise TermError(
-                f"tiers[{i}].up_to {decimal_text(tier.up_to)} {relation} tiers[{i - 1}].up_to "
-                f"{decimal_text(previous)}: the tiers overlap or are out of order",
+                f"up_to {relation} tiers[{i - 1}].up_to {decimal_text(previous)}: "
+                "the tiers overlap or are out of order",
                 fix="list tiers in ascending order with each up_to larger than the one before "
                 "(up_to is inclusive; the next tier starts just above it)",
+                at=f"tiers[{i}].up_to",
+                value=decimal_text(tier.up_to),
             )
         previous = tier.up_to
     if tiers[-1].up_to is not None:
         raise TermError(
-            f"the last tier stops at up_to {decimal_text(tiers[-1].up_to)}, so larger quantities have no price",
+            "the last tier has an up_to, so larger quantities have no price",
             fix="set the last tier's up_to to null (or \"inf\")",
+            at=f"tiers[{len(tiers) - 1}].up_to",
+            value=decimal_text(tiers[-1].up_to),
         )
 
 

@@ -1,0 +1,318 @@
+"""``subledger rate``: price one billing period of a contract, from files or from the store.
+
+From files (no database)::
+
+    subledger rate --contract contracts/acme.yaml --usage usage/march.jsonl --period 2026-03 [--json]
+
+From the store::
+
+    subledger rate acme-2026 --period 2026-03          # a contract id
+    subledger rate acme --period 2026-03               # every contract of a customer
+
+``--period`` is the month a billing period starts in (``2026-03``) or a day inside one
+(``2026-03-15``). The period is rated with the state that earlier periods of the term
+leave behind (allotment pools and rollovers, per-term spend, credit balances), so every
+period from the term's start up to it is rated too; only the chosen one is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import or_
+from sqlmodel import Session, select
+
+from subledger.cli import console, err_console, print_json
+from subledger.commands._store import open_store
+from subledger.core.db_types import decimal_text
+from subledger.core.errors import ConfigError
+from subledger.core.model import Contract, CreditGrant, UsageEvent, evidence_ref
+from subledger.core.money import to_major
+from subledger.core.rating import (
+    Grant,
+    PeriodRating,
+    RatingPlan,
+    UsageAggregate,
+    UsageQuery,
+    aggregate_events,
+    compile_terms,
+    rate_through,
+)
+from subledger.core.rating.periods import BillingPeriod, select_period
+from subledger.core.store.usage import aggregate_usage
+from subledger.core.terms import load_document, load_terms, read_terms_file
+
+FILES_SYSTEM = "files"
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _queries(plan: RatingPlan, period: BillingPeriod) -> list[UsageQuery]:
+    """Every usage query from the term's first period through ``period``."""
+    return [q for p in plan.periods(until=period.start) for q in plan.usage_queries(p)]
+
+
+def read_usage_files(paths: Sequence[Path]) -> tuple[list[Any], list[Any]]:
+    """Read usage events from CSV/JSONL files in the files connector's format.
+
+    Returns:
+        (events, rejected lines). A bad line is reported, the rest still loads.
+    """
+    # The files connector owns the usage line format; reuse its reader so `rate` and
+    # `pull` can never disagree about a line.
+    from subledger.core.connector import Rejected, UsageEventIn
+    from subledger.plugins.files.reader import read_usage
+
+    events: list[UsageEventIn] = []
+    rejected: list[Rejected] = []
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"usage file {path} does not exist", fix="check the --usage path")
+        for item in read_usage([(str(path), path)], None, checkpoint_every=1 << 62):
+            if isinstance(item, UsageEventIn):
+                events.append(item)
+            elif isinstance(item, Rejected):
+                rejected.append(item)
+    return events, rejected
+
+
+def rate_files(
+    contract_path: Path, usage_paths: Sequence[Path], period_selector: str
+) -> tuple[PeriodRating, dict[str, Any]]:
+    """Rate a contract file against usage files; returns the rating and notes for the user."""
+    document = load_document(read_terms_file(contract_path), source=str(contract_path))
+    plan = compile_terms(document, contract_id=document.id, system=FILES_SYSTEM)
+    period = select_period(plan.schedule, period_selector)
+    events, rejected = read_usage_files(usage_paths)
+    mine = [e for e in events if e.customer_external_id == document.customer]
+    usage = aggregate_events(mine, _queries(plan, period), system=FILES_SYSTEM)
+    notes = {
+        "customer": document.customer,
+        "events_read": len(events),
+        "events_of_other_customers": len(events) - len(mine),
+        "rejected_lines": [
+            {"file": r.location, "line": r.line, "field": r.field, "reason": r.reason, "fix": r.fix}
+            for r in rejected
+        ],
+    }
+    return rate_through(plan, period, usage), notes
+
+
+def _store_grants(session: Session, contract: Contract) -> list[Grant]:
+    """Credit grants a billing system holds for this contract (or its customer at large)."""
+    rows = session.exec(
+        select(CreditGrant).where(
+            CreditGrant.customer_external_id == contract.customer_external_id,
+            or_(CreditGrant.contract_external_id == contract.external_id,
+                CreditGrant.contract_external_id.is_(None)),  # type: ignore[union-attr]
+        ).order_by(CreditGrant.id)
+    ).all()
+    grants = []
+    for row in rows:
+        money = row.amount_minor is not None
+        if money and (row.currency or "").upper() != contract.currency.upper():
+            continue  # a grant in another currency cannot pay this contract
+        grants.append(Grant(
+            id=f"{row.system}:{row.external_id}",
+            money=money,
+            amount=row.amount_minor if money else row.units,  # type: ignore[arg-type]
+            effective_at=row.effective_at,
+            expires_at=row.expires_at,
+            priority=row.priority,
+            category=row.category,
+            cost_basis=row.cost_basis,
+            currency=contract.currency if money else None,
+            meter=row.meter,
+            evidence=evidence_ref(row.system, "credit_grant", row.external_id),
+        ))
+    return grants
+
+
+def store_usage(
+    session: Session, customer: str, queries: Iterable[UsageQuery], system: str | None
+) -> dict[UsageQuery, list[UsageAggregate]]:
+    """Answer the engine's queries from the store: rollups where they suffice, events otherwise."""
+    answers: dict[UsageQuery, list[UsageAggregate]] = {}
+    for query in queries:
+        if query.group_by or query.transactions:
+            stmt = select(UsageEvent).where(
+                UsageEvent.customer_external_id == customer,
+                UsageEvent.meter == query.meter,
+                UsageEvent.occurred_at >= query.start,
+                UsageEvent.occurred_at < query.end,
+            )
+            if system:
+                stmt = stmt.where(UsageEvent.system == system)
+            events = session.exec(stmt).all()
+            answers.update(aggregate_events(events, [query], system=system or "store"))
+            continue
+        quantity = aggregate_usage(
+            session, customer_external_id=customer, meter=query.meter, start=query.start, end=query.end,
+            aggregation=query.aggregation, system=system, unique_property=query.unique_property,
+        )
+        ref = evidence_ref(system or "store", "usage_aggregate", query.label, customer=customer)
+        answers[query] = [UsageAggregate(quantity, evidence=(ref,))]
+    return answers
+
+
+def find_contracts(session: Session, target: str) -> list[Contract]:
+    """Contracts whose external id or id is ``target``, else every contract of customer ``target``."""
+    found = session.exec(
+        select(Contract).where(or_(Contract.external_id == target, Contract.id == target)).order_by(Contract.id)
+    ).all()
+    if not found:
+        found = session.exec(
+            select(Contract).where(Contract.customer_external_id == target).order_by(Contract.start_date, Contract.id)
+        ).all()
+    if not found:
+        raise ConfigError(
+            f"no contract or customer {target!r} in the store",
+            fix="pass a contract id or customer external id (see `subledger status`), or run `subledger pull` first",
+        )
+    return list(found)
+
+
+def rate_store(target: str, period_selector: str, usage_system: str | None) -> list[tuple[PeriodRating, dict]]:
+    """Rate every matching contract in the store for the period."""
+    engine = open_store()
+    results = []
+    with Session(engine) as session:
+        contracts = find_contracts(session, target)
+        selected = []
+        for contract in contracts:
+            terms = load_terms(contract.terms, source=f"contract {contract.external_id} ({contract.system})")
+            plan = compile_terms(terms, contract_id=contract.external_id, system=contract.system,
+                                 extra_grants=_store_grants(session, contract))
+            try:
+                period = select_period(plan.schedule, period_selector)
+            except ConfigError:
+                if len(contracts) == 1:
+                    raise
+                continue  # a customer's other contracts need not cover this period
+            selected.append((contract, plan, period))
+        if not selected:
+            raise ConfigError(
+                f"none of the {len(contracts)} contracts of {target!r} has a billing period {period_selector}",
+                fix="choose a period within one of the contract terms",
+            )
+        for contract, plan, period in selected:
+            usage = store_usage(session, contract.customer_external_id, _queries(plan, period), usage_system)
+            notes = {"customer": contract.customer_external_id, "system": contract.system}
+            results.append((rate_through(plan, period, usage), notes))
+    return results
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def rating_json(rated: PeriodRating, notes: dict[str, Any]) -> dict[str, Any]:
+    """The documented JSON: currency, period, lines (amounts as major-unit strings), total."""
+    return {**rated.to_json(), **notes}
+
+
+def _tiers_text(line: Any) -> str:
+    if line.tiers and (len(line.tiers) > 1 or line.unit_price is None):
+        return "; ".join(f"t{t.tier + 1}: {decimal_text(t.quantity)} x {decimal_text(t.unit_price)}"
+                         + (f" + {decimal_text(t.flat_fee)}" if t.flat_fee else "") for t in line.tiers)
+    if line.unit_price is not None:
+        return decimal_text(line.unit_price)
+    detail = dict(line.detail)
+    if "packages" in detail:
+        return f"{detail['packages']} x {detail['package_price']} per {detail['package_size']}"
+    if "rate" in detail:
+        return f"{detail['rate']} + {detail['fixed_fee']}/txn x {detail['transactions']}"
+    return ""
+
+
+def print_rating(rated: PeriodRating, notes: dict[str, Any]) -> None:
+    period = rated.period
+    partial = " (partial)" if period.is_partial else ""
+    console.print(
+        f"[bold]{rated.contract_id}[/] for {notes.get('customer', '')}: "
+        f"{period.start} to {period.end} (exclusive){partial}, {rated.currency}"
+    )
+    table = Table("component", "kind", "dimension", "quantity", "price", "service", "amount")
+    for line in rated.lines:
+        own = (line.service_start, line.service_end) != (period.start, period.end)
+        table.add_row(
+            line.component,
+            line.kind,
+            ", ".join(f"{k}={v}" for k, v in line.dimension),
+            decimal_text(line.quantity),
+            _tiers_text(line),
+            f"{line.service_start} to {line.service_end}" if own else "period",
+            decimal_text(to_major(line.amount, rated.currency)),
+        )
+    table.add_row("total", "", "", "", "", "", f"[bold]{decimal_text(to_major(rated.total, rated.currency))}[/]")
+    console.print(table)
+    for move in rated.movements:
+        amount = (decimal_text(to_major(move.amount_minor, rated.currency)) if move.amount_minor is not None
+                  else f"{decimal_text(move.units)} units")
+        console.print(f"credit {move.grant_id}: {move.kind} {amount} at {move.occurred_at:%Y-%m-%d}")
+
+
+def _warn(notes: dict[str, Any]) -> None:
+    for bad in notes.get("rejected_lines", []):
+        field = f" field {bad['field']}" if bad["field"] else ""
+        err_console.print(f"[yellow]skipped[/] {bad['file']}:{bad['line']}{field}: {bad['reason']}. Fix: {bad['fix']}",
+                          highlight=False)
+    if notes.get("events_of_other_customers"):
+        err_console.print(f"ignored {notes['events_of_other_customers']} events of other customers", highlight=False)
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def rate(
+    target: str | None = typer.Argument(
+        None, metavar="[CUSTOMER_OR_CONTRACT]", help="A contract id or customer external id in the store."
+    ),
+    period: str = typer.Option(
+        ..., "--period", help="The month a billing period starts in (2026-03), or a day inside one."
+    ),
+    contract: Path | None = typer.Option(None, "--contract", help="Price this contract file (YAML or JSON)."),
+    usage: list[Path] = typer.Option(
+        [], "--usage", help="Usage events file (CSV or JSONL) for --contract; repeat for several."
+    ),
+    usage_system: str | None = typer.Option(
+        None, "--usage-system", help="Read only usage from this connection (store mode)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Price one billing period of a contract: from files, or from the store."""
+    if (target is None) == (contract is None):
+        raise ConfigError(
+            "rate needs either a contract file or a contract/customer in the store",
+            fix="run `subledger rate --contract FILE --usage FILE --period 2026-03` "
+            "or `subledger rate CUSTOMER_OR_CONTRACT --period 2026-03`",
+        )
+    if contract is not None:
+        if usage_system is not None:
+            raise ConfigError("--usage-system applies to the store only", fix="drop --usage-system")
+        results = [rate_files(contract, usage, period)]
+    else:
+        if usage:
+            raise ConfigError("--usage goes with --contract", fix="drop --usage, or rate a --contract file")
+        assert target is not None
+        results = rate_store(target, period, usage_system)
+    for _rated, notes in results:
+        _warn(notes)
+    if json_out:
+        docs = [rating_json(rated, notes) for rated, notes in results]
+        print_json(docs[0] if len(docs) == 1 else {"contracts": docs})
+        return
+    for rated, notes in results:
+        print_rating(rated, notes)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``subledger rate`` to the root app."""
+    app.command("rate")(rate)
+
+
+__all__ = ["rate", "rate_files", "rate_store", "read_usage_files", "register", "store_usage"]

@@ -8,14 +8,12 @@ and exits 2; other failures exit 1; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import sys
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from subledger.commands._output import console, err_console, print_json
 from subledger.core.errors import ConfigError, FailureKind, SubledgerError, classify
 
 app = typer.Typer(
@@ -25,8 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 # Command modules, each with ``register(app)``. Order is the order of ``--help``.
 COMMAND_MODULES = (
@@ -56,11 +52,6 @@ def _root(
     except ImportError:  # pragma: no cover - only while bootstrapping a checkout
         return
     install_log_redaction()
-
-
-def print_json(data: Any) -> None:
-    """Print machine-readable JSON on stdout (no rich markup)."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _register_commands() -> None:

@@ -10,7 +10,7 @@ import yaml
 from rich.table import Table
 from sqlmodel import Session, select
 
-from subledger.cli import console, print_json
+from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
 from subledger.core.errors import ConfigError
 from subledger.core.model.sync_state import Connection

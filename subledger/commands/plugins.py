@@ -7,7 +7,7 @@ import dataclasses
 import typer
 from rich.table import Table
 
-from subledger.cli import console, print_json
+from subledger.commands._output import console, print_json
 
 
 def plugins(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

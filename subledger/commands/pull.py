@@ -7,7 +7,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import Session, select
 
-from subledger.cli import console, print_json
+from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
 from subledger.core.errors import ConfigError
 from subledger.core.model.sync_state import Connection, Reject

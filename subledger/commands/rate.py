@@ -17,7 +17,7 @@ period from the term's start up to it is rated too; only the chosen one is shown
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +26,22 @@ from rich.table import Table
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from subledger.cli import console, err_console, print_json
+from subledger.commands._output import console, err_console, print_json
 from subledger.commands._store import open_store
 from subledger.core.db_types import decimal_text
 from subledger.core.errors import ConfigError
-from subledger.core.model import Contract, CreditGrant, UsageEvent, evidence_ref
+from subledger.core.model import Contract
 from subledger.core.money import to_major
 from subledger.core.rating import (
-    Grant,
     PeriodRating,
     RatingPlan,
-    UsageAggregate,
     UsageQuery,
     aggregate_events,
     compile_terms,
     rate_through,
 )
 from subledger.core.rating.periods import BillingPeriod, select_period
-from subledger.core.store.usage import aggregate_usage
+from subledger.core.store.rating_inputs import store_grants, store_usage
 from subledger.core.terms import load_document, load_terms, read_terms_file
 
 FILES_SYSTEM = "files"
@@ -103,63 +101,6 @@ def rate_files(
     return rate_through(plan, period, usage), notes
 
 
-def _store_grants(session: Session, contract: Contract) -> list[Grant]:
-    """Credit grants a billing system holds for this contract (or its customer at large)."""
-    rows = session.exec(
-        select(CreditGrant).where(
-            CreditGrant.customer_external_id == contract.customer_external_id,
-            or_(CreditGrant.contract_external_id == contract.external_id,
-                CreditGrant.contract_external_id.is_(None)),  # type: ignore[union-attr]
-        ).order_by(CreditGrant.id)
-    ).all()
-    grants = []
-    for row in rows:
-        money = row.amount_minor is not None
-        if money and (row.currency or "").upper() != contract.currency.upper():
-            continue  # a grant in another currency cannot pay this contract
-        grants.append(Grant(
-            id=f"{row.system}:{row.external_id}",
-            money=money,
-            amount=row.amount_minor if money else row.units,  # type: ignore[arg-type]
-            effective_at=row.effective_at,
-            expires_at=row.expires_at,
-            priority=row.priority,
-            category=row.category,
-            cost_basis=row.cost_basis,
-            currency=contract.currency if money else None,
-            meter=row.meter,
-            evidence=evidence_ref(row.system, "credit_grant", row.external_id),
-        ))
-    return grants
-
-
-def store_usage(
-    session: Session, customer: str, queries: Iterable[UsageQuery], system: str | None
-) -> dict[UsageQuery, list[UsageAggregate]]:
-    """Answer the engine's queries from the store: rollups where they suffice, events otherwise."""
-    answers: dict[UsageQuery, list[UsageAggregate]] = {}
-    for query in queries:
-        if query.group_by or query.transactions:
-            stmt = select(UsageEvent).where(
-                UsageEvent.customer_external_id == customer,
-                UsageEvent.meter == query.meter,
-                UsageEvent.occurred_at >= query.start,
-                UsageEvent.occurred_at < query.end,
-            )
-            if system:
-                stmt = stmt.where(UsageEvent.system == system)
-            events = session.exec(stmt).all()
-            answers.update(aggregate_events(events, [query], system=system or "store"))
-            continue
-        quantity = aggregate_usage(
-            session, customer_external_id=customer, meter=query.meter, start=query.start, end=query.end,
-            aggregation=query.aggregation, system=system, unique_property=query.unique_property,
-        )
-        ref = evidence_ref(system or "store", "usage_aggregate", query.label, customer=customer)
-        answers[query] = [UsageAggregate(quantity, evidence=(ref,))]
-    return answers
-
-
 def find_contracts(session: Session, target: str) -> list[Contract]:
     """Contracts whose external id or id is ``target``, else every contract of customer ``target``."""
     found = session.exec(
@@ -187,7 +128,7 @@ def rate_store(target: str, period_selector: str, usage_system: str | None) -> l
         for contract in contracts:
             terms = load_terms(contract.terms, source=f"contract {contract.external_id} ({contract.system})")
             plan = compile_terms(terms, contract_id=contract.external_id, system=contract.system,
-                                 extra_grants=_store_grants(session, contract))
+                                 extra_grants=store_grants(session, contract))
             try:
                 period = select_period(plan.schedule, period_selector)
             except ConfigError:

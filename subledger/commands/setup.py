@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from subledger.cli import console, print_json
+from subledger.commands._output import console, print_json
 from subledger.commands._store import safe_url
 from subledger.core.paths import data_dir
 from subledger.core.store.engine import get_engine

@@ -7,7 +7,7 @@ from rich.table import Table
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from subledger.cli import console, print_json
+from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store, safe_url
 from subledger.core import model
 from subledger.core.store.migrate import current_revision

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session, select
 
-from subledger.cli import console, print_json
+from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
 from subledger.core.db_types import utcnow
 from subledger.core.model.action import Action

@@ -37,6 +37,7 @@ RETRY_CAP = timedelta(hours=1)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _CRON_TZ = re.compile(r"^\s*CRON_TZ=(\S+)\s+(.*)$")
+_SCHEDULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
@@ -243,6 +244,11 @@ def new_schedule(
     """
     if (every is None) == (cron is None):
         raise ConfigError("a schedule needs exactly one of --every and --cron", fix="pass one of them")
+    if schedule_id is not None and not _SCHEDULE_ID.match(schedule_id):
+        raise ConfigError(
+            f"--id {schedule_id!r} is not a valid schedule id",
+            fix="use letters, digits, '.', '_' and '-', starting with a letter or digit",
+        )
     if every is not None:
         if every < timedelta(seconds=1) or every % timedelta(seconds=1):
             raise ConfigError(
@@ -327,7 +333,9 @@ def remove_schedule(session: Session, schedule_id: str, *, actor: str, reason: s
     """Delete a schedule (its past runs stay in the history)."""
     row = get_schedule(session, schedule_id)
     session.delete(row)
-    audit(session, actor=actor, verb="schedule.remove", object_type="schedule", object_id=row.id, reason=reason)
+    audit(
+        session, actor=actor, verb="schedule.remove", object_type="schedule", object_id=row.id, reason=reason
+    )
     return row
 
 

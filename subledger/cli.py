@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "subledger.commands.status",
     "subledger.commands.sync",
     "subledger.commands.rate",
+    "subledger.commands.schedule",
 )
 
 _state: dict[str, Any] = {"debug": False}

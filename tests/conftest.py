@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import os
 import uuid
+
+# CLI output is rich tables; give them a wide, fixed terminal so assertions do not depend
+# on where the tests run (xdist workers have no terminal and would get 80 columns).
+os.environ["COLUMNS"] = "200"
+
 from collections.abc import Iterator
 
 import pytest

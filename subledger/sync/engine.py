@@ -137,45 +137,58 @@ def sync(
     for name in names:
         if name not in known:
             raise ConfigError(f"no enabled connection named {name!r}", fix="see `subledger connections list`")
-    run = SyncRun(id="run_" + uuid.uuid4().hex[:20], trigger=trigger, connections=names)
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        session.add(run)
-    report = SyncReport(run=run)
     owner = process_owner()
-    try:
-        with ExitStack() as stack:
-            for name in [*names, RECONCILE_LOCK.removeprefix("sync:")]:
-                stack.enter_context(held(engine, f"sync:{name}", owner, ttl=timedelta(hours=2)))
-            for name in names:
-                try:
-                    p = pull(engine, name)
-                except Exception as exc:
-                    run.errors.append(
-                        {"connection": name, "stage": "pull", "kind": str(classify(exc)), "error": _safe(exc)}
-                    )
-                    continue
-                report.pulls.append(p)
-                run.records_read += sum(s.records for s in p.streams)
-                run.records_written += sum(s.changed + s.usage_inserted for s in p.streams)
-            report.reconcile = reconcile(engine, settings=settings, actor=trigger, rules=rules)
-            run.findings_opened = report.reconcile.opened
-            run.findings_resolved = report.reconcile.resolved
-            run.actions_planned = report.reconcile.plan.planned
-            if apply:
-                report.applied = apply_actions(engine, actor=trigger)
-                run.actions_applied = len(report.applied.done)
-                for aid in report.applied.failed + report.applied.conflicts:
-                    run.errors.append({"stage": "apply", "action": aid})
-        run.status = "failed" if any(e.get("stage") == "pull" for e in run.errors) else "succeeded"
-    except Exception as exc:
-        run.status = "failed"
-        run.errors.append({"stage": "sync", "kind": str(classify(exc)), "error": _safe(exc)})
-        raise
-    finally:
-        run.finished_at = utcnow()
-        with Session(engine) as session, session.begin():
-            session.merge(run)
+    with ExitStack() as stack:
+        # Leases first: a sync that finds its connection busy records nothing.
+        for name in [*names, RECONCILE_LOCK.removeprefix("sync:")]:
+            stack.enter_context(held(engine, f"sync:{name}", owner, ttl=timedelta(hours=2)))
+        run = SyncRun(id="run_" + uuid.uuid4().hex[:20], trigger=trigger, connections=names)
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            session.add(run)
+        report = SyncReport(run=run)
+        try:
+            _run_stages(engine, names, run, report, settings=settings, apply=apply, rules=rules, trigger=trigger)
+            run.status = "failed" if any(e.get("stage") == "pull" for e in run.errors) else "succeeded"
+        except Exception as exc:
+            run.status = "failed"
+            run.errors.append({"stage": "sync", "kind": str(classify(exc)), "error": _safe(exc)})
+            raise
+        finally:
+            run.finished_at = utcnow()
+            with Session(engine) as session, session.begin():
+                session.merge(run)
     return report
+
+
+def _run_stages(
+    engine: Engine,
+    names: list[str],
+    run: SyncRun,
+    report: SyncReport,
+    *,
+    settings: SyncSettings,
+    apply: bool,
+    rules: list[Rule] | None,
+    trigger: str,
+) -> None:
+    for name in names:
+        try:
+            p = pull(engine, name)
+        except Exception as exc:
+            run.errors.append({"connection": name, "stage": "pull", "kind": str(classify(exc)), "error": _safe(exc)})
+            continue
+        report.pulls.append(p)
+        run.records_read += sum(s.records for s in p.streams)
+        run.records_written += sum(s.changed + s.usage_inserted for s in p.streams)
+    report.reconcile = reconcile(engine, settings=settings, actor=trigger, rules=rules)
+    run.findings_opened = report.reconcile.opened
+    run.findings_resolved = report.reconcile.resolved
+    run.actions_planned = report.reconcile.plan.planned
+    if apply:
+        report.applied = apply_actions(engine, actor=trigger)
+        run.actions_applied = len(report.applied.done)
+        for aid in report.applied.failed + report.applied.conflicts:
+            run.errors.append({"stage": "apply", "action": aid})
 
 
 def _safe(exc: BaseException) -> str:

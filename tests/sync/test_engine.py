@@ -248,6 +248,4 @@ def test_two_syncs_of_one_connection_never_overlap(engine: Engine, mem: str) -> 
     with held(engine, "sync:mem", "other-process", ttl=timedelta(minutes=5)), pytest.raises(LockHeld):
         sync(engine, trigger="test", settings=SyncSettings(), rules=RULES)
     with Session(engine) as s:
-        runs = s.exec(select(SyncRun)).all()
-    assert [r.status for r in runs] == ["failed"]
-    assert runs[0].errors[0]["stage"] == "sync"
+        assert s.exec(select(SyncRun)).all() == []  # a busy connection records no run

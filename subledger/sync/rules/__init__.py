@@ -15,6 +15,8 @@ from subledger.sync.rules.orphans import (
     CustomerMissingFromErpRule,
     InvoiceMissingFromErpRule,
 )
+from subledger.sync.rules.terms_drift import TermsDriftRule
+from subledger.sync.rules.thresholds import ThresholdRule
 from subledger.sync.rules.usage_drift import UsageDriftRule
 
 BUILTIN_RULES = (
@@ -26,6 +28,8 @@ BUILTIN_RULES = (
     UnappliedPaymentRule,
     PaidInBillingOpenInErpRule,
     UsageDriftRule,
+    TermsDriftRule,
+    ThresholdRule,
 )
 
 

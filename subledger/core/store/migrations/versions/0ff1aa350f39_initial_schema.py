@@ -1,6 +1,6 @@
 """initial schema
 
-Revision ID: b29e107dd42c
+Revision ID: 0ff1aa350f39
 Revises: 
 Create Date: 2026-11-21
 """
@@ -15,7 +15,7 @@ import subledger.core.db_types
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-revision: str = 'b29e107dd42c'
+revision: str = '0ff1aa350f39'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -75,6 +75,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_entry_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_entry_object_id'), ['object_id'], unique=False)
 
+    op.create_table('baseline',
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('value', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('updated_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
     op.create_table('connection',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('plugin', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -625,6 +631,7 @@ def downgrade() -> None:
 
     op.drop_table('contract')
     op.drop_table('connection')
+    op.drop_table('baseline')
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_entry_object_id'))
         batch_op.drop_index(batch_op.f('ix_audit_entry_at'))

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "subledger.commands.pull",
     "subledger.commands.status",
     "subledger.commands.sync",
+    "subledger.commands.leakage",
     "subledger.commands.rate",
     "subledger.commands.schedule",
 )

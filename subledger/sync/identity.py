@@ -55,6 +55,7 @@ _SUFFIXES = re.compile(r"\b(inc|incorporated|llc|ltd|limited|gmbh|ag|sa|sas|bv|p
 def normalize_name(name: str) -> str:
     """``"ACME, Inc."`` -> ``"acme"``: case, accents, punctuation and legal suffixes folded."""
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    text = text.replace(".", "")  # "S.A." and "Inc." lose their dots before suffixes are dropped
     text = re.sub(r"[^a-z0-9 ]+", " ", text)
     text = _SUFFIXES.sub(" ", text)
     return " ".join(text.split())

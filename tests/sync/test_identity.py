@@ -1,0 +1,103 @@
+"""The identity map: explicit links first, then exact matches with a confidence; never a guess."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from subledger.core.errors import ConfigError
+from subledger.core.model import Customer, ExternalRef, record_id
+from subledger.sync.identity import (
+    canonical_customer,
+    link_manually,
+    normalize_name,
+    resolve_identities,
+    unlink,
+)
+
+
+def add(s: Session, system: str, ext: str, name: str, **kw: str) -> None:
+    s.add(Customer(id=record_id("cus", system, ext), system=system, external_id=ext, name=name, **kw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("ACME, Inc.", "acme"),
+        ("Acme Corp", "acme"),
+        ("Société Générale S.A.", "societe generale"),
+        ("  Globex   LLC ", "globex"),
+    ],
+)
+def test_names_fold_case_accents_punctuation_and_legal_suffixes(raw: str, norm: str) -> None:
+    assert normalize_name(raw) == norm
+
+
+def resolve(engine: Engine):  # type: ignore[no-untyped-def]
+    with Session(engine) as s, s.begin():
+        return resolve_identities(s, master="crm", match_on=["tax_id", "email_domain", "name"], actor="test")
+
+
+def ref(engine: Engine, system: str, ext: str) -> ExternalRef | None:
+    with Session(engine) as s:
+        return s.exec(select(ExternalRef).where(ExternalRef.system == system, ExternalRef.external_id == ext)).first()
+
+
+def test_matching_order_and_confidence(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        add(s, "crm", "A", "Acme Corp", tax_id="DE 123.456.789", email_domain="acme.com")
+        add(s, "crm", "G", "Globex", email_domain="globex.io")
+        add(s, "crm", "I", "Initech Ltd")
+        add(s, "stripe", "cus_1", "Totally Different Name", tax_id="DE123456789")  # tax id
+        add(s, "stripe", "cus_2", "Globex Billing", email_domain="GLOBEX.io")  # domain
+        add(s, "stripe", "cus_3", "INITECH", email_domain="gmail.com")  # free mail never matches; name does
+        add(s, "stripe", "cus_4", "Hooli", canonical_hint="G")  # explicit link wins
+    report = resolve(engine)
+    assert report.issues == []
+    got = {
+        e: (ref(engine, "stripe", e).canonical_id, ref(engine, "stripe", e).method, ref(engine, "stripe", e).confidence)
+        for e in ("cus_1", "cus_2", "cus_3", "cus_4")
+    }
+    assert got == {
+        "cus_1": ("A", "tax_id", Decimal(1)),
+        "cus_2": ("G", "email_domain", Decimal("0.9")),
+        "cus_3": ("I", "name", Decimal("0.8")),
+        "cus_4": ("G", "explicit", Decimal(1)),
+    }
+    assert ref(engine, "crm", "A").method == "source"
+
+
+def test_ambiguous_and_unmatched_records_are_reported_never_guessed(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        add(s, "crm", "A1", "Acme")
+        add(s, "crm", "A2", "ACME Inc")
+        add(s, "stripe", "cus_1", "Acme Corp")
+        add(s, "stripe", "cus_2", "Nobody Knows")
+    report = resolve(engine)
+    assert sorted((i.kind, i.external_id, tuple(i.candidates)) for i in report.issues) == [
+        ("ambiguous", "cus_1", ("A1", "A2")),
+        ("unmatched", "cus_2", ()),
+    ]
+    assert ref(engine, "stripe", "cus_1") is None
+
+
+def test_manual_links_and_unlinks_survive_resyncs(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        add(s, "crm", "A", "Acme")
+        add(s, "crm", "B", "Acme Holdings")
+        add(s, "stripe", "cus_1", "Acme")
+        add(s, "stripe", "cus_2", "Acme Holdings")
+    resolve(engine)
+    with Session(engine) as s, s.begin():
+        link_manually(s, system="stripe", external_id="cus_1", canonical_id="B", actor="user:ann", reason="merger")
+        unlink(s, system="stripe", external_id="cus_2", actor="user:ann", reason="not the same company")
+    report = resolve(engine)
+    with Session(engine) as s:
+        assert canonical_customer(s, "stripe", "cus_1") == "B"
+        assert canonical_customer(s, "stripe", "cus_2") is None
+    assert [(i.kind, i.external_id) for i in report.issues] == [("unmatched", "cus_2")]
+    with Session(engine) as s, s.begin(), pytest.raises(ConfigError, match="no customer 'nope'"):
+        link_manually(s, system="stripe", external_id="nope", canonical_id="A", actor="u", reason="r")

@@ -35,6 +35,8 @@ COMMAND_MODULES = (
     "subledger.commands.leakage",
     "subledger.commands.rate",
     "subledger.commands.schedule",
+    "subledger.commands.revrec",
+    "subledger.commands.journal",
 )
 
 _state: dict[str, Any] = {"debug": False}

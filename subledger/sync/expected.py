@@ -19,7 +19,7 @@ from subledger.core.errors import ConfigError
 from subledger.core.model.contract import Contract
 from subledger.core.model.identity import ExternalRef
 from subledger.core.rating import PeriodRating, RatingPlan, compile_terms, rate_periods
-from subledger.core.store.rating_inputs import store_usage
+from subledger.core.store.rating_inputs import RollupIndex, indexed_usage
 from subledger.core.terms import load_terms
 
 RATED_STATUSES = ("active", "signed", "ended", "cancelled")
@@ -65,6 +65,7 @@ def expected_contracts(
 ) -> Iterator[ExpectedContract]:
     """Rate every ended billing period (ending on or before ``through``) of every contract."""
     ids = system_ids(session)
+    index = RollupIndex(session, metering_system)
     canonical_of = {(system, ext): c for c, systems in ids.items() for system, exts in systems.items() for ext in exts}
     contracts = session.exec(
         select(Contract)
@@ -88,5 +89,5 @@ def expected_contracts(
             metered = ids.get(canonical, {}).get(metering_system)
             usage_customer = metered[0] if metered else usage_customer
         queries = [q for p in periods for q in plan.usage_queries(p)]
-        usage = store_usage(session, usage_customer, queries, metering_system)
+        usage = indexed_usage(session, index, usage_customer, queries)
         yield ExpectedContract(contract, canonical, plan, rate_periods(plan, usage, periods=periods))

@@ -15,7 +15,11 @@ from subledger.core.model.base import make_immutable
 class JournalEntry(SQLModel, table=True):
     """A posted journal entry. Immutable: a correction is a reversing entry.
 
-    ``external_id`` is stable across re-runs so an ERP connector can upsert it.
+    ``external_id`` is stable across re-runs so an ERP connector can upsert it: it is
+    ``key`` (what the entry is about, e.g. ``invoice:stripe:in_1`` or
+    ``recognition:<contract>:2026-01``) plus a hash of the content. ``period`` is where
+    the entry is posted; ``origin_period`` is the period its content belongs to, which
+    differs when late data for a closed period is posted in the first open period.
     """
 
     __tablename__ = "journal_entry"
@@ -23,17 +27,25 @@ class JournalEntry(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     external_id: str = Field(max_length=255)
+    key: str = Field(default="", index=True, max_length=255)
+    kind: str = Field(default="", max_length=32, description="invoice, credit_note, recognition, payment, reversal")
     entry_date: date
     period: str = Field(index=True, max_length=7, description="YYYY-MM")
+    origin_period: str = Field(default="", max_length=7)
     currency: str = Field(max_length=3)
     memo: str = Field(default="", max_length=1024)
-    reverses_entry_id: str | None = Field(default=None, max_length=64)
+    content_hash: str = Field(default="", max_length=64)
+    reverses_entry_id: str | None = Field(default=None, index=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     source: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDoc)
 
 
 class JournalLine(SQLModel, table=True):
-    """One debit or credit of an entry, in minor units of the entry's currency."""
+    """One debit or credit of an entry, in minor units of the entry's currency.
+
+    ``role`` is the chart-of-accounts role (``contract_liability``, ``revenue``, ...)
+    and ``account`` the GL account it was mapped to when posted.
+    """
 
     __tablename__ = "journal_line"
     __table_args__ = (UniqueConstraint("entry_id", "line_no", name="uq_journal_line"),)
@@ -41,12 +53,15 @@ class JournalLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
     entry_id: str = Field(foreign_key="journal_entry.id", index=True, max_length=64)
     line_no: int
+    role: str = Field(default="", max_length=64)
     account: str = Field(max_length=128)
     debit_minor: int = Field(default=0, sa_type=BigInteger)
     credit_minor: int = Field(default=0, sa_type=BigInteger)
     currency: str = Field(max_length=3)
     customer_external_id: str | None = Field(default=None, max_length=255)
     contract_id: str | None = Field(default=None, max_length=64)
+    obligation_key: str | None = Field(default=None, max_length=255)
+    product: str | None = Field(default=None, max_length=128)
     memo: str = Field(default="", max_length=1024)
     evidence: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDoc)
 

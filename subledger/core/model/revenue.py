@@ -12,19 +12,28 @@ from subledger.core.db_types import BigIntPK, JSONDoc, UTCDateTime, utcnow
 
 
 class RevenueScheduleLine(SQLModel, table=True):
-    """Revenue recognized for one performance obligation in one period (minor units)."""
+    """Revenue of one kind recognized for one performance obligation in one month.
+
+    The schedule covers the whole obligation, future months included (the waterfall
+    reads them); each recognition run brings it up to date. What was actually posted
+    is in the journal. ``amount_minor`` is signed: contra kinds are negative.
+    """
 
     __tablename__ = "revenue_schedule_line"
     __table_args__ = (
-        UniqueConstraint("obligation_key", "period_start", "line_kind", name="uq_revenue_line"),
+        UniqueConstraint("obligation_key", "period", "line_kind", name="uq_revenue_line"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
     obligation_key: str = Field(index=True, max_length=255)
     contract_id: str | None = Field(default=None, index=True, max_length=64)
     customer_external_id: str | None = Field(default=None, index=True, max_length=255)
-    treatment: str = Field(max_length=32, description="ratable, usage, credit, commitment, ...")
-    line_kind: str = Field(default="revenue", max_length=32, description="revenue, breakage, contra")
+    product: str = Field(default="", max_length=128)
+    treatment: str = Field(max_length=32, description="ratable, usage, point_in_time, credit, commitment")
+    line_kind: str = Field(
+        default="revenue", max_length=32, description="revenue, breakage, discount, refund, promotional"
+    )
+    period: str = Field(default="", index=True, max_length=7, description="YYYY-MM")
     period_start: date
     period_end: date
     amount_minor: int = Field(sa_type=BigInteger)

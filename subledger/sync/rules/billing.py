@@ -82,6 +82,7 @@ def compare(ctx: RuleContext) -> tuple[list[ExpectedContract], _Comparison]:
     )
     cmp = _Comparison()
     ids = system_ids(ctx.session)
+    invoices = billed_invoices(ctx, billing)
     for ec in contracts:
         for rated in ec.periods:
             for line in rated.lines:
@@ -99,33 +100,53 @@ def compare(ctx: RuleContext) -> tuple[list[ExpectedContract], _Comparison]:
         if not billed_ids:
             continue
         periods = [r.period for r in ec.periods]
-        invoices = ctx.session.exec(
-            select(Invoice).where(Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
-        ).all()
-        for inv in invoices:
-            if (inv.system, inv.customer_external_id) not in billed_ids or inv.currency != ec.contract.currency:
-                continue
-            for ln in ctx.session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id)).all():
-                charge = invoiced_charge(ln)
-                start = ln.service_start or inv.period_start
-                if charge is None or start is None:
+        for system, external_id in sorted(billed_ids):
+            for inv, lines in invoices.get((system, external_id), []):
+                if inv.currency != ec.contract.currency:
                     continue
-                for p in periods:
-                    if p.start <= start < p.end:
-                        key = (ec.contract.id, p.start, charge)
-                        cmp.invoiced[key] += ln.amount_minor
-                        cmp.invoiced_refs[key].append(
-                            evidence_ref(
-                                inv.system,
-                                "invoice_line",
-                                f"{inv.external_id}/{ln.line_key}",
-                                invoice=inv.number or inv.external_id,
-                                amount_minor=ln.amount_minor,
+                for ln in lines:
+                    charge = invoiced_charge(ln)
+                    start = ln.service_start or inv.period_start
+                    if charge is None or start is None:
+                        continue
+                    for p in periods:
+                        if p.start <= start < p.end:
+                            key = (ec.contract.id, p.start, charge)
+                            cmp.invoiced[key] += ln.amount_minor
+                            cmp.invoiced_refs[key].append(
+                                evidence_ref(
+                                    inv.system,
+                                    "invoice_line",
+                                    f"{inv.external_id}/{ln.line_key}",
+                                    invoice=inv.number or inv.external_id,
+                                    amount_minor=ln.amount_minor,
+                                )
                             )
-                        )
-                        break
+                            break
     ctx.session.info["subledger.billing_comparison"] = (ctx, contracts, cmp)
     return contracts, cmp
+
+
+def billed_invoices(
+    ctx: RuleContext, billing: list[str]
+) -> dict[tuple[str, str], list[tuple[Invoice, list[InvoiceLine]]]]:
+    """Every billed invoice of the billing systems with its lines, by (system, customer id)."""
+    rows = ctx.session.exec(
+        select(Invoice).where(Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
+    ).all()
+    by_invoice: dict[str, list[InvoiceLine]] = defaultdict(list)
+    if rows:
+        lines = ctx.session.exec(
+            select(InvoiceLine)
+            .join(Invoice, InvoiceLine.invoice_id == Invoice.id)
+            .where(Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
+        ).all()
+        for ln in lines:
+            by_invoice[ln.invoice_id].append(ln)
+    out: dict[tuple[str, str], list[tuple[Invoice, list[InvoiceLine]]]] = defaultdict(list)
+    for inv in rows:
+        out[(inv.system, inv.customer_external_id)].append((inv, by_invoice.get(inv.id, [])))
+    return out
 
 
 def _billing_target(ctx: RuleContext) -> str | None:

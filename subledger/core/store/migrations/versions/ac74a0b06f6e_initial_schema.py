@@ -1,6 +1,6 @@
 """initial schema
 
-Revision ID: 0ff1aa350f39
+Revision ID: ac74a0b06f6e
 Revises: 
 Create Date: 2026-11-21
 """
@@ -15,7 +15,7 @@ import subledger.core.db_types
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0ff1aa350f39'
+revision: str = 'ac74a0b06f6e'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

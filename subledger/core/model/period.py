@@ -1,0 +1,46 @@
+"""Accounting periods and closing: a closed period's journal never changes.
+
+Closing is cumulative: closing ``2026-03`` closes every month up to and including it.
+The guard below refuses, at flush time, any journal entry posted into a closed period,
+whatever code tries it; the recognition run posts late data in the first open period.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Mapper
+from sqlmodel import Field, SQLModel
+
+from subledger.core.db_types import UTCDateTime, utcnow
+from subledger.core.model.base import make_immutable
+from subledger.core.model.journal import JournalEntry
+
+
+class AccountingPeriod(SQLModel, table=True):
+    """A closed accounting period (a month). A row exists only once the month is closed."""
+
+    __tablename__ = "accounting_period"
+
+    period: str = Field(primary_key=True, max_length=7, description="YYYY-MM")
+    status: str = Field(default="closed", max_length=16)
+    closed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    closed_by: str = Field(default="system", max_length=128)
+
+
+class ClosedPeriodError(RuntimeError):
+    """Raised when an entry would be posted into a closed period."""
+
+
+make_immutable(AccountingPeriod, what="closed periods", instead="periods cannot be reopened")
+
+
+@event.listens_for(JournalEntry, "before_insert")
+def _refuse_closed_period(mapper: Mapper[Any], connection: Any, target: JournalEntry) -> None:
+    latest = connection.execute(select(func.max(AccountingPeriod.period))).scalar()
+    if latest is not None and target.period <= latest:
+        raise ClosedPeriodError(
+            f"period {target.period} is closed (closed through {latest}); post the correction in an open period"
+        )

@@ -46,6 +46,11 @@ class ContractTerms(TermsModel):
     credits: list[CreditGrantTerms] = Field(default_factory=list)
     discounts: list[Discount] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict, description="free-form labels, e.g. CRM ids")
+    revenue_recognition: dict[str, str | int | Decimal | bool | None] | None = Field(
+        default=None,
+        description="revenue recognition policy (amortization, commitment and breakage policies); "
+        "validated by subledger.core.revrec, see docs/revrec/policies.md",
+    )
 
     @field_validator("currency", mode="before")
     @classmethod

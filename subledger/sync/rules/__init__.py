@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from subledger.core.hookspecs import hookimpl
+from subledger.sync.rules.billing import OverBillingRule, UnbilledUsageRule
 from subledger.sync.rules.cash import PaidInBillingOpenInErpRule, UnappliedPaymentRule
 from subledger.sync.rules.identity import IdentityRule
 from subledger.sync.rules.orphans import (
@@ -21,6 +22,8 @@ from subledger.sync.rules.usage_drift import UsageDriftRule
 
 BUILTIN_RULES = (
     IdentityRule,
+    UnbilledUsageRule,
+    OverBillingRule,
     ContractWithoutBillingRule,
     BillingCustomerWithoutContractRule,
     InvoiceMissingFromErpRule,

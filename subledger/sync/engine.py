@@ -81,7 +81,7 @@ def reconcile(
     now = now or utcnow()
     report = ReconcileReport()
     rules = load_rules() if rules is None else rules
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    with Session(engine, expire_on_commit=False, autoflush=False) as session, session.begin():
         infos = connection_infos(session, settings)
         issues = []
         master = master_system(settings, infos)

@@ -41,12 +41,14 @@ def record_findings(session: Session, rule: str, drifts: list[Drift], *, now: da
     """Apply one evaluation of ``rule`` to its findings."""
     delta = FindingDelta()
     seen: set[str] = set()
+    # One query for the rule's findings instead of one per drift.
+    existing = {f.id: f for f in session.exec(select(Finding).where(Finding.rule == rule)).all()}
     for d in drifts:
         fid = finding_id(rule, d.key)
         if fid in seen:
             continue
         seen.add(fid)
-        f = session.get(Finding, fid)
+        f = existing.get(fid)
         if f is None:
             f = Finding(id=fid, rule=rule, key=d.key, first_seen=now, last_seen=now)
             _fill(f, d)
@@ -88,7 +90,7 @@ def record_findings(session: Session, rule: str, drifts: list[Drift], *, now: da
             session.add(FindingEvent(finding_id=fid, at=now, event="updated", amount_minor=d.amount_minor, actor=actor))
             delta.updated += 1
         session.add(f)
-    active = session.exec(select(Finding).where(Finding.rule == rule, Finding.status.in_(ACTIVE))).all()
+    active = [f for f in existing.values() if f.status in ACTIVE]
     for f in active:
         if f.id in seen:
             continue

@@ -78,17 +78,19 @@ def plan_actions(
     """
     delta = PlanDelta()
     wanted: set[str] = set()
+    known = set(session.exec(select(Action.idempotency_key)).all())
+    findings = {f.id: f for f in session.exec(select(Finding)).all()}
     for (rule, key), drafts in proposals.items():
         fid = finding_id(rule, key)
-        finding = session.get(Finding, fid)
+        finding = findings.get(fid)
         if finding is not None and finding.status == "ignored":
             continue
         for draft in drafts:
             ikey = idempotency_key(draft)
             wanted.add(ikey)
-            existing = session.exec(select(Action).where(Action.idempotency_key == ikey)).first()
-            if existing is not None:
+            if ikey in known:
                 continue
+            known.add(ikey)
             action = Action(
                 id="act_" + ikey.removeprefix("sl_")[:24],
                 idempotency_key=ikey,

@@ -1,0 +1,309 @@
+"""Field parsers for file rows: each returns a typed value or raises :class:`RowError`.
+
+A row's values arrive as text (CSV) or as JSON/YAML values (numbers already exact
+``Decimal`` or ``int``, never ``float``). An empty CSV cell and a JSON ``null`` both mean
+"absent". Every error names the field, says what is wrong and how to fix it, so the
+connector can turn it straight into a :class:`~subledger.core.connector.Rejected`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from subledger.core.errors import ConfigError
+from subledger.core.money import exponent, normalize_currency, parse_major
+
+
+class RowError(ValueError):
+    """A row cannot be loaded: which field, what is wrong, and the fix."""
+
+    def __init__(self, field: str | None, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+        self.fix = fix
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, Decimal) else repr(str(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_absent(value: Any) -> bool:
+    """True for a missing value: ``None`` or blank text."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def text(
+    row: Mapping[str, Any], key: str, *, required: bool = True, max_length: int = 255, name: str | None = None
+) -> str | None:
+    """A text field, stripped. ``name`` is how the field is called in errors (default ``key``)."""
+    field = name or key
+    value = row.get(key)
+    if is_absent(value):
+        if required:
+            raise RowError(field, f"{field} is missing", f"fill in {field} on every row")
+        return None
+    if isinstance(value, bool):
+        # YAML 1.1 reads unquoted NO, yes, off ... as booleans (Norway's country code!).
+        raise RowError(field, f"{field} {_shown(value)} is a boolean, not text",
+                       f"write {field} as text; in YAML, quote it (\"NO\", \"yes\")")
+    if not isinstance(value, (str, int)):
+        raise RowError(field, f"{field} {_shown(value)} is not text", f"write {field} as text")
+    result = str(value).strip()
+    if len(result) > max_length:
+        raise RowError(
+            field, f"{field} is {len(result)} characters long (at most {max_length})",
+            f"shorten {field} to {max_length} characters",
+        )
+    return result
+
+
+def required_text(row: Mapping[str, Any], key: str, *, max_length: int = 255, name: str | None = None) -> str:
+    """A text field that must be present."""
+    value = text(row, key, required=True, max_length=max_length, name=name)
+    assert value is not None  # text() raised otherwise
+    return value
+
+
+def check_keys(data: Mapping[str, Any], known: Collection[str], *, metadata: bool = False,
+               namer: Callable[[str], str] | None = None) -> None:
+    """Refuse fields the format does not define (usually a misspelling)."""
+    for key in data:
+        if key in known or (metadata and (key == "metadata" or key.startswith("metadata."))):
+            continue
+        allowed = ", ".join(known) + (" and metadata" if metadata else "")
+        where = namer(key) if namer else key
+        raise RowError(where, f"unknown field {where!r}",
+                       f"use only {allowed}" + ("; put anything else in metadata" if metadata else ""))
+
+
+def decimal_value(value: Any, field: str) -> Decimal:
+    """An exact decimal from text, an int or a ``Decimal`` (``"1.5"``, ``12``, ``Decimal('0.25')``)."""
+    if isinstance(value, (bool, float)):
+        # A float has already lost the digits the file wrote; refuse it rather than guess.
+        raise RowError(field, f"{field} {_shown(value)} is not an exact number",
+                       f"write {field} as digits, such as 12 or 0.25")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            # Decimal() also accepts "1_000"; a money file should not.
+            if "_" in value:
+                raise InvalidOperation
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise RowError(
+                field, f"{field} {_shown(value)} is not a number",
+                f"write {field} as plain digits with an optional decimal point, such as 12 or 0.25 "
+                "(no currency symbol or thousands separator)",
+            ) from None
+    else:
+        raise RowError(field, f"{field} {_shown(value)} is not a number",
+                       f"write {field} as a number, such as 12 or 0.25")
+    if not result.is_finite():
+        raise RowError(field, f"{field} {_shown(value)} is not a finite number", f"write {field} as digits")
+    return result
+
+
+def optional_decimal(row: Mapping[str, Any], key: str, name: str | None = None) -> Decimal | None:
+    """A decimal field that may be absent."""
+    value = row.get(key)
+    return None if is_absent(value) else decimal_value(value, name or key)
+
+
+def currency(row: Mapping[str, Any], key: str = "currency", *, name: str | None = None,
+             required: bool = True) -> str | None:
+    """An ISO 4217 currency code with a known minor unit, upper-cased (``usd`` -> ``USD``)."""
+    field = name or key
+    value = text(row, key, required=required, max_length=16, name=field)
+    if value is None:
+        return None
+    try:
+        code = normalize_currency(value)
+        exponent(code)
+    except ConfigError as exc:
+        # The money module's message already names the value: "currency 'EURO' is not ...".
+        raise RowError(field, exc.message, exc.fix or "use an ISO 4217 code") from None
+    return code
+
+
+def money(value: Any, currency_code: str, field: str) -> int:
+    """A major-unit amount (``"12.34"``) in integer minor units of ``currency_code``."""
+    amount = decimal_value(value, field)
+    try:
+        return parse_major(amount, currency_code)
+    except ValueError:
+        places = exponent(currency_code)
+        raise RowError(
+            field, f"{field} {_shown(value)} has more than {places} decimal places for {currency_code}",
+            f"round {field} to {places} decimal places",
+        ) from None
+
+
+def optional_money(row: Mapping[str, Any], key: str, currency_code: str, name: str | None = None) -> int | None:
+    """A money field that may be absent."""
+    value = row.get(key)
+    return None if is_absent(value) else money(value, currency_code, name or key)
+
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def country(row: Mapping[str, Any], key: str = "country") -> str | None:
+    """An ISO 3166-1 alpha-2 country code, upper-cased, or None."""
+    value = text(row, key, required=False, max_length=16)
+    if value is None:
+        return None
+    code = value.upper()
+    if not _COUNTRY.match(code):
+        raise RowError(key, f"{key} {_shown(value)} is not a two-letter country code",
+                       "write an ISO 3166-1 alpha-2 code such as US, DE or JP")
+    return code
+
+
+_EMAIL = re.compile(r"^[^@\s]+@([^@\s]+\.[^@\s]+)$")
+
+
+def email(row: Mapping[str, Any], key: str = "email") -> tuple[str | None, str | None]:
+    """An email address and its lower-cased domain, or ``(None, None)``."""
+    value = text(row, key, required=False, max_length=320)
+    if value is None:
+        return None, None
+    match = _EMAIL.match(value)
+    if not match:
+        raise RowError(key, f"{key} {_shown(value)} is not an email address",
+                       "write an address such as billing@example.com, or leave it empty")
+    return value, match.group(1).lower()
+
+
+def choice(row: Mapping[str, Any], key: str, choices: Collection[str], *, default: str,
+           name: str | None = None) -> str:
+    """One of ``choices`` (case-insensitive), or ``default`` when absent."""
+    field = name or key
+    value = text(row, key, required=False, max_length=64, name=field)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered not in choices:
+        raise RowError(field, f"{field} {_shown(value)} is not one of {', '.join(choices)}",
+                       f"write one of: {', '.join(choices)}")
+    return lowered
+
+
+_TRUE = {"true", "yes", "1", "y"}
+_FALSE = {"false", "no", "0", "n"}
+
+
+def boolean(row: Mapping[str, Any], key: str, *, default: bool = False, name: str | None = None) -> bool:
+    """A yes/no field: true/false, yes/no, 1/0 (text or JSON boolean)."""
+    field = name or key
+    value = row.get(key)
+    if is_absent(value):
+        return default
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise RowError(field, f"{field} {_shown(value)} is not true or false", f"write {field} as true or false")
+
+
+def date_value(row: Mapping[str, Any], key: str, *, required: bool = False, name: str | None = None) -> date | None:
+    """A calendar date written ``YYYY-MM-DD``."""
+    field = name or key
+    value = row.get(key)
+    if is_absent(value):
+        if required:
+            raise RowError(field, f"{field} is missing", f"write {field} as YYYY-MM-DD")
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise RowError(field, f"{field} {_shown(value)} is not a date", f"write {field} as YYYY-MM-DD, e.g. 2026-03-31")
+
+
+def parse_timestamp(value: Any, field: str, *, allow_date: bool = False) -> datetime:
+    """An ISO 8601 timestamp with a UTC offset, as an aware UTC datetime.
+
+    With ``allow_date``, a bare ``YYYY-MM-DD`` means midnight UTC of that day.
+    """
+    if isinstance(value, datetime):
+        parsed: datetime | None = value
+    elif allow_date and isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif isinstance(value, str):
+        raw = value.strip()
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None and allow_date and len(raw) == 10:
+            return parsed.replace(tzinfo=UTC)
+    else:
+        parsed = None
+    if parsed is None:
+        example = "2026-03-31T14:05:00Z"
+        raise RowError(field, f"{field} {_shown(value)} is not an ISO 8601 timestamp",
+                       f"write {field} like {example}" + (" or 2026-03-31" if allow_date else ""))
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise RowError(field, f"{field} {_shown(value)} has no UTC offset, so its instant is ambiguous",
+                       f"add the offset: Z for UTC or +HH:MM, e.g. {str(value).strip().replace(' ', 'T')}Z")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise RowError(field, f"{field} {_shown(value)} is out of range in UTC",
+                       f"write {field} as a real date between years 1 and 9999") from None
+
+
+def timestamp(row: Mapping[str, Any], key: str, *, required: bool = False, allow_date: bool = True,
+              name: str | None = None) -> datetime | None:
+    """A timestamp field (see :func:`parse_timestamp`), or None when absent and optional."""
+    field = name or key
+    value = row.get(key)
+    if is_absent(value):
+        if required:
+            raise RowError(field, f"{field} is missing", f"write {field} like 2026-03-31T14:05:00Z")
+        return None
+    return parse_timestamp(value, field, allow_date=allow_date)
+
+
+def metadata(row: Mapping[str, Any], key: str = "metadata") -> dict[str, Any]:
+    """Free-form attributes: a JSON object under ``metadata``, plus CSV ``metadata.NAME`` columns."""
+    result: dict[str, Any] = {}
+    nested = row.get(key)
+    if not is_absent(nested):
+        if not isinstance(nested, Mapping):
+            raise RowError(key, f"{key} must be an object of names to values",
+                           f'write {key} as an object, e.g. {{"plan": "enterprise"}}')
+        result.update({str(k): json_safe(v) for k, v in nested.items()})
+    prefix = key + "."
+    for column, value in row.items():
+        if column.startswith(prefix) and not is_absent(value):
+            result[column[len(prefix):]] = json_safe(value)
+    return result
+
+
+def json_safe(value: Any) -> Any:
+    """A value a JSON column can hold without losing digits: Decimals become decimal text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value

@@ -13,7 +13,7 @@ from subledger.core.connector import Connector, WriteAction
 from subledger.core.plugins import get_connector_class
 from subledger.core.secrets import load_config
 from subledger.testing.faults import Fault
-from subledger.testing.records import CANONICAL_TYPES, is_primary, push_to_far_future, record_key
+from subledger.testing.records import CANONICAL_TYPES, flatten, is_primary, push_to_far_future, record_key
 
 
 class ConnectorHarness:
@@ -132,7 +132,7 @@ class ConnectorHarness:
         spec = next(s for s in connector.streams() if s.name not in self.empty_streams)
         keys = [
             record_key(r, spec.primary_key)
-            for r in connector.read(spec.name, None)
+            for r in flatten(connector.read(spec.name, None))
             if is_primary(r, spec.record_type)
         ]
         return sorted(keys, key=repr)

@@ -189,3 +189,15 @@ def push_to_far_future(state: Any) -> tuple[Any, bool]:
         if state >= 10**9:
             return 253402300799, True
     return state, False
+
+
+def flatten(items: Any) -> Any:
+    """Yield what a connector read yields, with each RecordGroup as its parent then its children."""
+    from subledger.core.connector import RecordGroup
+
+    for item in items:
+        if isinstance(item, RecordGroup):
+            yield item.record
+            yield from item.children
+        else:
+            yield item

@@ -6,8 +6,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from subledger.testing import ConnectorHarness, conformance_suite
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -56,21 +54,4 @@ Suite = conformance_suite(FilesHarness)
 
 
 class TestFilesConformance(Suite):  # type: ignore[misc,valid-type]
-    """The kit, one line (``conformance_suite(FilesHarness)``), with two known kit gaps marked.
-
-    The files connector yields an invoice or payment with its children as one
-    :class:`~subledger.core.connector.RecordGroup` (which the pull engine stores), and the kit
-    does not unwrap groups yet: it sees no Invoice/Payment in those streams. Strict xfail, so
-    the marks must go as soon as the kit learns RecordGroup.
-    """
-
-    _GAP = "the conformance kit does not unwrap RecordGroup yet (invoices and payments streams)"
-
-    @pytest.mark.xfail(strict=True, reason=_GAP)
-    def test_full_read_yields_valid_canonical_records(self, harness: ConnectorHarness) -> None:
-        super().test_full_read_yields_valid_canonical_records(harness)
-
-    @pytest.mark.xfail(strict=True, reason=_GAP)
-    def test_incremental_read_resumes_from_a_checkpoint(self, harness: ConnectorHarness,
-                                                        request: pytest.FixtureRequest) -> None:
-        super().test_incremental_read_resumes_from_a_checkpoint(harness, request)
+    """The kit, adopted with one line (``conformance_suite(FilesHarness)``)."""

@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "subledger.commands.schedule",
     "subledger.commands.revrec",
     "subledger.commands.journal",
+    "subledger.commands.sandbox",
 )
 
 _state: dict[str, Any] = {"debug": False}

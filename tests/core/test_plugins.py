@@ -182,11 +182,11 @@ def test_an_unknown_connector_names_the_available_ones_and_the_fix(site) -> None
     site("acme-subledger", "1.0", {"acme": connector_source("acme")})
 
     with pytest.raises(ConfigError) as raised:
-        plugins.get_connector_class("stripe")
+        plugins.get_connector_class("nosuch")
 
-    assert raised.value.message == "no connector named 'stripe' is registered"
+    assert raised.value.message == "no connector named 'nosuch' is registered"
     assert "acme" in raised.value.fix and "files" in raised.value.fix
-    assert "install the plugin that provides 'stripe'" in raised.value.fix
+    assert "install the plugin that provides 'nosuch'" in raised.value.fix
 
 
 def test_two_plugins_registering_one_connector_name_is_an_error_naming_both(site) -> None:
@@ -254,7 +254,7 @@ def test_rules_notifiers_and_sandboxes_are_collected_per_plugin(site) -> None:
         from subledger.core.hookspecs import hookimpl
 
         class UnbilledUsage:
-            name = "unbilled_usage"
+            name = "acme_unbilled_usage"
 
         class Slack:
             name = "slack"
@@ -277,8 +277,8 @@ def test_rules_notifiers_and_sandboxes_are_collected_per_plugin(site) -> None:
 
     extras = info("extras")
 
-    assert (extras.rules, extras.notifiers, extras.sandboxes) == (["unbilled_usage"], ["slack"], ["acme"])
-    assert plugins.rule_classes()["unbilled_usage"].__name__ == "UnbilledUsage"
+    assert (extras.rules, extras.notifiers, extras.sandboxes) == (["acme_unbilled_usage"], ["slack"], ["acme"])
+    assert plugins.rule_classes()["acme_unbilled_usage"].__name__ == "UnbilledUsage"
     assert plugins.notifier_classes()["slack"].__name__ == "Slack"
     assert plugins.sandbox_classes()["acme"].__name__ == "AcmeSandbox"
     assert json.loads(json.dumps(extras.to_dict()))["status"] == "loaded"

@@ -1,0 +1,131 @@
+"""The usage stream: Stripe meter event summaries, one usage event per meter, customer and day.
+
+Stripe offers no way to list raw meter events, only summaries per customer. The stream
+reads daily summaries (``value_grouping_window=day``) of closed UTC days and yields each
+non-empty one as a :class:`~subledger.core.connector.UsageEventIn` with the id
+``<meter id>:<customer>:<YYYY-MM-DD>`` at the day's start.
+
+Stripe accepts events up to 35 days late, so each read re-checks the last
+``usage_lookback_days`` closed days. A day that changed after it was read is not
+rewritten (usage events are immutable): for ``sum`` and ``count`` meters the difference
+is added as a correcting event (``...:<day>+<new total>``); for a ``last`` meter the
+change is reported as a rejected record for review. The state holds, per meter, the
+first day not yet read, plus the totals sent for the days still inside the lookback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from subledger.core.connector import Checkpoint, Rejected, UsageEventIn
+from subledger.core.db_types import decimal_text
+from subledger.core.model import payload_hash
+
+if TYPE_CHECKING:
+    from subledger.plugins.stripe.connector import StripeConnector
+
+FIRST_READ_DAYS = 35  # Stripe's own backdating window
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def _epoch(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
+
+
+def _quantity(value: Any) -> Decimal:
+    """Stripe sends aggregated values as JSON numbers; read them via their shortest text."""
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def read_usage(connector: StripeConnector, state: dict[str, Any] | None) -> Iterator[Any]:
+    api = connector.api
+    config = connector.config
+    state = dict(state or {})
+    next_days: dict[str, str] = dict(state.get("next") or {})
+    sent: dict[str, str] = dict(state.get("sent") or {})
+    end = today_utc()
+    meters = list(api.list_all("list billing meters", lambda q: api.v1.billing.meters.list(params=q), {}))
+    customers = [c["id"] for c in api.list_all("list customers", lambda q: api.v1.customers.list(params=q), {})]
+    for meter in sorted(meters, key=lambda m: m["id"]):
+        mid = meter["id"]
+        if mid in next_days:
+            start = date.fromisoformat(next_days[mid]) - timedelta(days=config.usage_lookback_days)
+        else:
+            start = config.usage_start or (end - timedelta(days=FIRST_READ_DAYS))
+        if start < end:
+            for customer in customers:
+                yield from _customer_days(connector, meter, customer, start, end, sent)
+        next_days[mid] = max(end, date.fromisoformat(next_days.get(mid, end.isoformat()))).isoformat()
+        horizon = (end - timedelta(days=config.usage_lookback_days)).isoformat()
+        sent = {k: v for k, v in sent.items() if k.rsplit("|", 1)[-1] >= horizon}
+        yield Checkpoint({"next": dict(next_days), "sent": dict(sent)})
+    if not meters:
+        yield Checkpoint({"next": next_days, "sent": sent})
+
+
+def _customer_days(
+    connector: StripeConnector, meter: dict[str, Any], customer: str, start: date, end: date, sent: dict[str, str]
+) -> Iterator[Any]:
+    api = connector.api
+    params = {
+        "customer": customer,
+        "start_time": _epoch(start),
+        "end_time": _epoch(end),
+        "value_grouping_window": "day",
+    }
+    summaries = api.list_all(
+        f"list event summaries of {meter['id']}",
+        lambda q: api.v1.billing.meters.event_summaries.list(meter["id"], params=q),
+        params,
+    )
+    formula = meter["default_aggregation"]["formula"]
+    for summary in sorted(summaries, key=lambda s: s["start_time"]):
+        day = datetime.fromtimestamp(summary["start_time"], UTC).date()
+        value = _quantity(summary["aggregated_value"])
+        key = f"{meter['id']}|{customer}|{day.isoformat()}"
+        previous = sent.get(key)
+        if previous is not None and Decimal(previous) == value:
+            continue
+        base = f"{meter['id']}:{customer}:{day.isoformat()}"
+        occurred = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        properties = {
+            "stripe_meter": meter["id"],
+            "window_start": summary["start_time"],
+            "window_end": summary["end_time"],
+            "aggregation": formula,
+        }
+        if previous is None:
+            event_id, quantity = base, value
+        elif formula in ("sum", "count"):
+            event_id, quantity = f"{base}+{decimal_text(value)}", value - Decimal(previous)
+            properties.update(correction_of=base, previous_total=previous, total=decimal_text(value))
+        else:
+            yield Rejected(
+                stream="usage",
+                reason=f"usage of last-value meter {meter['event_name']!r} for {customer} on {day} changed from "
+                f"{previous} to {decimal_text(value)} after it was read",
+                fix="review the day's usage in Stripe; a last-value day cannot be corrected by adding an event",
+                location=f"stripe:billing.meter/{meter['id']}",
+                field="aggregated_value",
+                raw=key,
+            )
+            sent[key] = decimal_text(value)
+            continue
+        sent[key] = decimal_text(value)
+        yield UsageEventIn(
+            event_id=event_id,
+            customer_external_id=customer,
+            meter=meter["event_name"],
+            quantity=quantity,
+            occurred_at=occurred,
+            properties=properties,
+            payload_hash=payload_hash({"summary": summary, "event_id": event_id, "quantity": decimal_text(quantity)}),
+        )

@@ -27,7 +27,7 @@ from subledger.core.store.usage import ingest_usage
 log = logging.getLogger(__name__)
 
 # Usage arrives in millions; flush it in batches even between checkpoints' commits.
-USAGE_BATCH = 20_000
+USAGE_BATCH = 50_000
 
 
 @dataclass

@@ -63,7 +63,7 @@ class FilesConfig(ConnectorConfig):
     invoices: tuple[str, ...] = _patterns_field("invoices")
     payments: tuple[str, ...] = _patterns_field("payments")
     checkpoint_every: int = Field(
-        default=10_000, ge=1,
+        default=50_000, ge=1,
         description="usage lines (or records of other streams) read between two checkpoints",
     )
 

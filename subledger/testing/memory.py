@@ -422,6 +422,11 @@ class MemoryConnector(Connector):
             return
         model = {"customers": Customer, "contracts": Contract, "invoices": Invoice, "payments": Payment}[stream]
         rid = record_id(_ID_PREFIX[stream], system, data["external_id"])
+        if stream == "customers":
+            # Fields a CRM holds beyond the canonical ones (usage to date, ...) land in attributes.
+            extra = {k: v for k, v in fields.items() if k not in Customer.model_fields}
+            fields = {k: v for k, v in fields.items() if k in Customer.model_fields}
+            fields["attributes"] = {**fields.get("attributes", {}), **extra}
         yield model(id=rid, system=system, fetched_at=fetched_at, payload_hash=digest, **fields)
         for line in data.get("lines", []):
             yield InvoiceLine(

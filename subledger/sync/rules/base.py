@@ -80,6 +80,19 @@ class RuleContext:
         """Names of the connections playing ``role``."""
         return [c.name for c in self.with_role(role)]
 
+    def can_write(self, connection: str, kind: str) -> bool:
+        """True when the connection's connector declares the write ``kind``."""
+        from subledger.core.errors import ConfigError
+        from subledger.core.plugins import get_connector_class
+
+        info = next((c for c in self.connections if c.name == connection), None)
+        if info is None:
+            return False
+        try:
+            return kind in get_connector_class(info.plugin).capabilities.write
+        except ConfigError:
+            return False
+
 
 class Rule(ABC):
     """A reconciliation rule. Subclasses set ``name`` and implement :meth:`evaluate`."""

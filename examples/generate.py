@@ -181,13 +181,44 @@ def invoices(events: list[UsageEventIn]) -> list[dict[str, Any]]:
     return out
 
 
+# The leaks planted for the reconciliation walkthrough (README: "Planted leaks").
+LEAKS = (
+    ("in_acme_2026_03", "drop", "usage", "Acme's March API overage was never billed"),
+    ("in_hooli_2026_02", "drop", "true_up", "Hooli's February minimum-commitment true-up is missing"),
+    ("in_initech_2026_01", "short", "storage", "Initech was billed 4 storage blocks instead of 5 in January"),
+    ("in_globex_2026_02", "over", "usage", "Globex was billed 10% too much for February API calls"),
+)
+UNAPPLIED_PAYMENT = "py_umbrella_2026_02"  # received, but applied to no invoice
+
+
 def plant_leaks(invoice_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where deliberate billing mistakes go (none yet): edit the rated invoices here.
+    """Edit the rated invoices to plant the documented billing mistakes in :data:`LEAKS`.
 
     Keeping planted leaks in the generator, rather than in hand-edited output, keeps
     ``--check`` meaningful and documents each leak next to the code that makes it.
     """
+    by_id = {inv["id"]: inv for inv in invoice_list}
+    for invoice_id, how, what, _why in LEAKS:
+        inv = by_id[invoice_id]
+        if how == "drop":
+            inv["lines"] = [ln for ln in inv["lines"] if ln["kind"] != what]
+        elif how == "short":
+            (line,) = [ln for ln in inv["lines"] if ln["component"] == what]
+            line["amount"] = decimal_text(Decimal(line["amount"]) - Decimal("25.00"))
+            line["quantity"] = decimal_text(Decimal(line["quantity"]) - 1)
+        else:
+            (line,) = [ln for ln in inv["lines"] if ln["kind"] == what]
+            line["amount"] = decimal_text((Decimal(line["amount"]) * Decimal("1.1")).quantize(Decimal("0.01")))
+        inv["total"] = decimal_text(sum((Decimal(ln["amount"]) for ln in inv["lines"]), Decimal(0)))
     return invoice_list
+
+
+def plant_payment_leaks(payment_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Leave :data:`UNAPPLIED_PAYMENT` unapplied: the cash arrived, no invoice was marked paid by it."""
+    for pay in payment_list:
+        if pay["id"] == UNAPPLIED_PAYMENT:
+            pay["applications"] = []
+    return payment_list
 
 
 def payments(invoice_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -254,6 +285,8 @@ def render_payments_csv(payment_list: list[dict[str, Any]]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(PAYMENT_COLUMNS)
     for pay in payment_list:
+        if not pay["applications"]:
+            writer.writerow([*(pay[c] for c in PAYMENT_COLUMNS[:7]), "", ""])
         for i, app in enumerate(pay["applications"]):
             head = [pay[c] for c in PAYMENT_COLUMNS[:7]] if i == 0 else [pay["id"]] + [""] * 6
             writer.writerow([*head, app["invoice"], app["amount"]])
@@ -273,7 +306,7 @@ def build() -> dict[str, str]:
     invoice_list = plant_leaks(invoices(events))
     files["invoices.csv"] = render_invoices_csv([i for i in invoice_list if i["customer"] not in JSON_INVOICES])
     files["invoices/globex.json"] = render_json([i for i in invoice_list if i["customer"] in JSON_INVOICES])
-    files["payments.csv"] = render_payments_csv(payments(invoice_list))
+    files["payments.csv"] = render_payments_csv(plant_payment_leaks(payments(invoice_list)))
     return files
 
 

@@ -14,7 +14,15 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from subledger.core.connector import Capabilities, CheckResult, Connector, ConnectorConfig, StreamSpec
+from subledger.core.connector import (
+    Capabilities,
+    CheckResult,
+    Connector,
+    ConnectorConfig,
+    StreamSpec,
+    WriteAction,
+    WriteResult,
+)
 from subledger.core.errors import ConfigError
 from subledger.plugins.files.customers import Customers
 from subledger.plugins.files.invoices import Invoices
@@ -22,6 +30,7 @@ from subledger.plugins.files.mapping import RecordKind
 from subledger.plugins.files.meters import Meters
 from subledger.plugins.files.payments import Payments
 from subledger.plugins.files.reader import discover, read_records, read_usage
+from subledger.plugins.files.writes import CREATE_INVOICE, find_invoice, write_invoice
 
 
 def _patterns(stem: str, *extensions: str) -> tuple[str, ...]:
@@ -105,7 +114,8 @@ class FilesConnector(Connector):
     name = "files"
     title = "Files (CSV, JSON, JSONL, YAML)"
     config_model = FilesConfig
-    capabilities = Capabilities(read=True, incremental=True)
+    # The folder can stand in for a billing system: create_invoice writes an invoice file.
+    capabilities = Capabilities(read=True, incremental=True, write=frozenset({CREATE_INVOICE}))
     config: FilesConfig
 
     def streams(self) -> list[StreamSpec]:
@@ -147,6 +157,17 @@ class FilesConnector(Connector):
             return read_usage(files, state, checkpoint_every=self.config.checkpoint_every)
         kind = _contract_kind() if stream == "contracts" else _KINDS[stream]
         return read_records(kind, files, state, self.connection, checkpoint_every=self.config.checkpoint_every)
+
+
+    def write(self, action: WriteAction) -> WriteResult:
+        if action.kind != CREATE_INVOICE:
+            return super().write(action)
+        return write_invoice(self.config.path, action)
+
+    def find(self, action: WriteAction) -> WriteResult | None:
+        if action.kind != CREATE_INVOICE:
+            return None
+        return find_invoice(self.config.path, action)
 
 
 def _folder_problem(root: Path) -> tuple[str, str] | None:

@@ -10,6 +10,7 @@ from sqlmodel import select
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.invoice import Invoice
 from subledger.core.model.payment import Payment, PaymentApplication
+from subledger.core.money import to_major
 from subledger.sync.identity import customer_map
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 from subledger.sync.rules.matching import erp_counterparts
@@ -35,8 +36,8 @@ class UnappliedPaymentRule(Rule):
                 continue
             yield Drift(
                 key=f"{p.system}:{p.external_id}",
-                summary=f"payment {p.external_id} in {p.system}: {unapplied} of {p.amount_minor} {p.currency} "
-                "(minor units) is not applied to any invoice",
+                summary=f"payment {p.external_id} in {p.system}: {to_major(unapplied, p.currency)} of "
+                f"{to_major(p.amount_minor, p.currency)} {p.currency} is not applied to any invoice",
                 amount_minor=unapplied,
                 currency=p.currency,
                 customer=customers.get((p.system, p.customer_external_id)),
@@ -66,7 +67,7 @@ class PaidInBillingOpenInErpRule(Rule):
             yield Drift(
                 key=f"{inv.system}:{inv.external_id}",
                 summary=f"invoice {inv.number or inv.external_id} is paid in {inv.system} but "
-                f"{twin.system} shows {twin.amount_due_minor} {twin.currency} (minor units) still due",
+                f"{twin.system} shows {to_major(twin.amount_due_minor, twin.currency)} {twin.currency} still due",
                 amount_minor=twin.amount_due_minor,
                 currency=twin.currency,
                 customer=customers.get((inv.system, inv.customer_external_id)),

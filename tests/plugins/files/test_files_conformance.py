@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from subledger.core.connector import WriteAction
 from subledger.testing import ConnectorHarness, conformance_suite
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -43,6 +44,13 @@ class FilesHarness(ConnectorHarness):
             "a folder that does not exist": {"path": str(self.tmp / "missing")},
             "a file instead of a folder": {"path": str(self.tmp / "not-a-folder.csv")},
         }
+
+    def write_actions(self) -> list[WriteAction]:
+        return [WriteAction("create_invoice", "sl_conformance_invoice_1", {
+            "customer_external_id": "acme", "currency": "USD", "status": "open",
+            "lines": [{"kind": "usage", "meter": "api_calls", "amount_minor": 1234,
+                       "service_start": "2026-03-01", "service_end": "2026-03-31"}],
+        })]
 
     def add_records(self, stream: str) -> None:
         name, text = NEW_RECORDS[stream]

@@ -34,7 +34,7 @@ def test_declares_its_streams_and_capabilities(folder):
     # Incremental on each file's position, not on a record field.
     assert {s.cursor_field for s in connector.streams()} == {"file_position"}
     assert connector.capabilities.read and connector.capabilities.incremental
-    assert connector.capabilities.write == frozenset()
+    assert connector.capabilities.write == frozenset({"create_invoice"})  # the folder can be billed into
 
 
 def test_config_makes_the_path_absolute_and_accepts_patterns_as_text(tmp_path, monkeypatch):

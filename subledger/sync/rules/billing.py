@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import select
 
@@ -46,7 +46,7 @@ INVOICED_TO_CHARGE = {
 }
 
 
-def invoiced_charge(line: InvoiceLine) -> str | None:
+def invoiced_charge(line: InvoiceLine | BilledLine) -> str | None:
     """The charge an invoice line pays for, or None (tax, and lines we cannot place)."""
     if line.kind == "usage":
         return f"usage:{line.meter}" if line.meter else None
@@ -127,23 +127,65 @@ def compare(ctx: RuleContext) -> tuple[list[ExpectedContract], _Comparison]:
     return contracts, cmp
 
 
+class BilledInvoice(NamedTuple):
+    """The invoice columns the comparison needs (rows, not ORM objects: there are many)."""
+
+    id: str
+    system: str
+    external_id: str
+    number: str | None
+    customer_external_id: str
+    currency: str
+    period_start: date | None
+
+
+class BilledLine(NamedTuple):
+    """The invoice-line columns the comparison needs."""
+
+    invoice_id: str
+    line_key: str
+    kind: str
+    meter: str | None
+    amount_minor: int
+    service_start: date | None
+
+
 def billed_invoices(
     ctx: RuleContext, billing: list[str]
-) -> dict[tuple[str, str], list[tuple[Invoice, list[InvoiceLine]]]]:
+) -> dict[tuple[str, str], list[tuple[BilledInvoice, list[BilledLine]]]]:
     """Every billed invoice of the billing systems with its lines, by (system, customer id)."""
-    rows = ctx.session.exec(
-        select(Invoice).where(Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
-    ).all()
-    by_invoice: dict[str, list[InvoiceLine]] = defaultdict(list)
+    billed = (Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
+    rows = [
+        BilledInvoice(*r)
+        for r in ctx.session.exec(
+            select(
+                Invoice.id,
+                Invoice.system,
+                Invoice.external_id,
+                Invoice.number,
+                Invoice.customer_external_id,
+                Invoice.currency,
+                Invoice.period_start,
+            ).where(*billed)
+        ).all()
+    ]
+    by_invoice: dict[str, list[BilledLine]] = defaultdict(list)
     if rows:
         lines = ctx.session.exec(
-            select(InvoiceLine)
+            select(
+                InvoiceLine.invoice_id,
+                InvoiceLine.line_key,
+                InvoiceLine.kind,
+                InvoiceLine.meter,
+                InvoiceLine.amount_minor,
+                InvoiceLine.service_start,
+            )
             .join(Invoice, InvoiceLine.invoice_id == Invoice.id)
-            .where(Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
+            .where(*billed)
         ).all()
         for ln in lines:
-            by_invoice[ln.invoice_id].append(ln)
-    out: dict[tuple[str, str], list[tuple[Invoice, list[InvoiceLine]]]] = defaultdict(list)
+            by_invoice[ln[0]].append(BilledLine(*ln))
+    out: dict[tuple[str, str], list[tuple[BilledInvoice, list[BilledLine]]]] = defaultdict(list)
     for inv in rows:
         out[(inv.system, inv.customer_external_id)].append((inv, by_invoice.get(inv.id, [])))
     return out

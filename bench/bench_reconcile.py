@@ -159,7 +159,7 @@ def main() -> None:
         sync_engine.resolve_identities = original  # type: ignore[assignment]
 
         print(f"\nreconcile {args.customers:,} customers x 12 periods on {engine.dialect.name}: {total:.1f}s")
-        print(f"  {'identity resolution':28s} {times.get("_identity_resolution", 0):7.2f}s")
+        print(f"  {'identity resolution':28s} {times.get('_identity_resolution', 0):7.2f}s")
         for name in [r.name for r in rules]:
             print(f"  rule {name:23s} {times.get(name, 0):7.2f}s")
         rest = total - sum(times.values())

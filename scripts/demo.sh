@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install subledger into .venv and run the main job on the embedded default store
-# (SQLite in your user data directory): init, pull the shipped examples/ folder, status.
-# Safe to re-run: nothing is loaded twice.
+# (SQLite in your user data directory): init, then sync the shipped examples/ folder
+# (pull, identity, reconciliation, plan), then show what leaked and the store's status.
+# Safe to re-run: nothing is loaded twice and nothing is written back without approval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -11,5 +12,8 @@ PY="${PYTHON:-python3}"
 SL=.venv/bin/subledger
 $SL init
 $SL connections add examples files --set path=examples --replace
-$SL pull examples
+$SL sync examples
+$SL findings list
+$SL leakage
+$SL plan
 $SL status

@@ -70,19 +70,11 @@ class Invoices(RecordKind):
         return _build(header, lines, data, src)
 
     def from_csv(self, rows: Iterable[Row], src: Source) -> Iterator[Mapped | Rejected]:
-        groups: dict[str, list[Row]] = {}
-        for row in rows:
-            if row.error is not None:
-                yield self.reject(src, row.line, row.error, row.raw)
-                continue
-            invoice_id = row.data.get("id")
-            if not invoice_id:
-                yield self.reject(src, row.line, RowError("id", "id is missing",
-                                  "write the invoice id on every row of the invoice"), row.raw)
-                continue
-            groups.setdefault(invoice_id, []).append(row)
-        for invoice_id, group in groups.items():
-            yield from self._csv_invoice(invoice_id, group, src)
+        for item in self.grouped_csv(rows, src, "invoice"):
+            if isinstance(item, Rejected):
+                yield item
+            else:
+                yield from self._csv_invoice(*item, src)
 
     def _csv_invoice(self, invoice_id: str, group: list[Row], src: Source) -> Iterator[Mapped | Rejected]:
         first = group[0]

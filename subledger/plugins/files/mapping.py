@@ -83,6 +83,27 @@ class RecordKind:
         """Map CSV rows (dicts keyed by column), one record each by default."""
         return self.from_documents(rows, src)
 
+    def grouped_csv(
+        self, rows: Iterable[Row], src: Source, what: str
+    ) -> Iterator[Rejected | tuple[str, list[Row]]]:
+        """Group CSV rows by ``id`` (one record over several rows, e.g. an invoice's lines).
+
+        Yields a :class:`Rejected` for each unreadable row or row without an id, then each
+        ``(id, rows)`` group in the order the ids first appear.
+        """
+        groups: dict[str, list[Row]] = {}
+        for row in rows:
+            if row.error is not None:
+                yield self.reject(src, row.line, row.error, row.raw)
+                continue
+            record_id = row.data.get("id")
+            if not record_id:
+                yield self.reject(src, row.line, RowError("id", "id is missing",
+                                  f"write the {what} id on every row of the {what}"), row.raw)
+                continue
+            groups.setdefault(record_id, []).append(row)
+        yield from groups.items()
+
     def check_header(self, header: list[str]) -> RowError | None:
         """Why a CSV header cannot be read for this kind, or None when it is fine."""
         if not self.csv_allowed:

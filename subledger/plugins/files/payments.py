@@ -61,19 +61,11 @@ class Payments(RecordKind):
         return _build(header, applications, data, src)
 
     def from_csv(self, rows: Iterable[Row], src: Source) -> Iterator[Mapped | Rejected]:
-        groups: dict[str, list[Row]] = {}
-        for row in rows:
-            if row.error is not None:
-                yield self.reject(src, row.line, row.error, row.raw)
-                continue
-            payment_id = row.data.get("id")
-            if not payment_id:
-                yield self.reject(src, row.line, RowError("id", "id is missing",
-                                  "write the payment id on every row of the payment"), row.raw)
-                continue
-            groups.setdefault(payment_id, []).append(row)
-        for payment_id, group in groups.items():
-            yield from self._csv_payment(payment_id, group, src)
+        for item in self.grouped_csv(rows, src, "payment"):
+            if isinstance(item, Rejected):
+                yield item
+            else:
+                yield from self._csv_payment(*item, src)
 
     def _csv_payment(self, payment_id: str, group: list[Row], src: Source) -> Iterator[Mapped | Rejected]:
         first = group[0]

@@ -11,6 +11,7 @@ from subledger.sync.rules.billing import OverBillingRule, UnbilledUsageRule
 from subledger.sync.rules.cash import PaidInBillingOpenInErpRule, UnappliedPaymentRule
 from subledger.sync.rules.crm_fields import CrmUsageFieldsRule
 from subledger.sync.rules.identity import IdentityRule
+from subledger.sync.rules.journal import JournalNotInErpRule
 from subledger.sync.rules.orphans import (
     BillingCustomerWithoutContractRule,
     ContractWithoutBillingRule,
@@ -35,6 +36,7 @@ BUILTIN_RULES = (
     TermsDriftRule,
     ThresholdRule,
     CrmUsageFieldsRule,
+    JournalNotInErpRule,
 )
 
 

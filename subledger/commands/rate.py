@@ -61,17 +61,20 @@ def read_usage_files(paths: Sequence[Path]) -> tuple[list[Any], list[Any]]:
     Returns:
         (events, rejected lines). A bad line is reported, the rest still loads.
     """
-    # The files connector owns the usage line format; reuse its reader so `rate` and
-    # `pull` can never disagree about a line.
+    # The files connector owns the usage line format; read through it (via the plugin
+    # registry, as the engine does) so `rate` and `pull` can never disagree about a line.
     from subledger.core.connector import Rejected, UsageEventIn
-    from subledger.plugins.files.reader import read_usage
+    from subledger.core.plugins import get_connector_class
+    from subledger.core.secrets import load_config
 
+    files = get_connector_class("files")
     events: list[UsageEventIn] = []
     rejected: list[Rejected] = []
     for path in paths:
         if not path.is_file():
             raise ConfigError(f"usage file {path} does not exist", fix="check the --usage path")
-        for item in read_usage([(str(path), path)], None, checkpoint_every=1 << 62):
+        config = load_config(files.config_model, {"path": str(path.parent.resolve()), "usage_events": path.name})
+        for item in files(config, connection=FILES_SYSTEM).read("usage_events", None):
             if isinstance(item, UsageEventIn):
                 events.append(item)
             elif isinstance(item, Rejected):

@@ -87,7 +87,11 @@ def reconcile(
         master = master_system(settings, infos)
         if master is not None:
             identity = resolve_identities(
-                session, master=master, match_on=list(settings.identity.match_on), actor=actor
+                session,
+                master=master,
+                match_on=list(settings.identity.match_on),
+                actor=actor,
+                link_fields=settings.identity.link_field,
             )
             report.identity_linked, issues = identity.linked, identity.issues
             session.flush()

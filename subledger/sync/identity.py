@@ -118,7 +118,32 @@ def customer_map(session: Session) -> dict[tuple[str, str], str]:
     return {(r.system, r.external_id): r.canonical_id for r in rows}
 
 
-def resolve_identities(session: Session, *, master: str, match_on: list[str], actor: str = "system") -> IdentityReport:
+def link_hint(customer: Customer, link_field: str | None) -> str | None:
+    """The explicit canonical id a record carries: its connector's hint, else ``link_field``.
+
+    ``link_field`` is a dotted path into the record's attributes, e.g. ``metadata.subledger_id``
+    or ``crm_account`` (set per connection in the settings' ``identity.link_field``).
+    """
+    if customer.canonical_hint:
+        return customer.canonical_hint
+    if not link_field:
+        return None
+    value: object = customer.attributes or {}
+    for part in link_field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return str(value) if value not in (None, "") else None
+
+
+def resolve_identities(
+    session: Session,
+    *,
+    master: str,
+    match_on: list[str],
+    actor: str = "system",
+    link_fields: dict[str, str] | None = None,
+) -> IdentityReport:
     """Link every unlinked customer record to a canonical customer, or report why not."""
     report = IdentityReport()
     refs = {
@@ -174,12 +199,11 @@ def resolve_identities(session: Session, *, master: str, match_on: list[str], ac
         if c.system == master:
             link(c, c.external_id, "source")
             continue
-        if c.canonical_hint:
-            link(c, c.canonical_hint, "explicit")
-            if c.canonical_hint not in master_ids:
-                report.issues.append(
-                    IdentityIssue("unmatched", c.system, c.external_id, c.name, [c.canonical_hint], "explicit")
-                )
+        hint = link_hint(c, (link_fields or {}).get(c.system))
+        if hint:
+            link(c, hint, "explicit")
+            if hint not in master_ids:
+                report.issues.append(IdentityIssue("unmatched", c.system, c.external_id, c.name, [hint], "explicit"))
             continue
         values = {
             "tax_id": normalize_tax_id(c.tax_id),

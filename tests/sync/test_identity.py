@@ -101,3 +101,26 @@ def test_manual_links_and_unlinks_survive_resyncs(engine: Engine) -> None:
     assert [(i.kind, i.external_id) for i in report.issues] == [("unmatched", "cus_2")]
     with Session(engine) as s, s.begin(), pytest.raises(ConfigError, match="no customer 'nope'"):
         link_manually(s, system="stripe", external_id="nope", canonical_id="A", actor="u", reason="r")
+
+
+def test_a_configured_link_field_is_an_explicit_link(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        add(s, "crm", "0015g00000AcmeA1", "Acme")
+        s.add(
+            Customer(
+                id=record_id("cus", "billing", "c9"),
+                system="billing",
+                external_id="c9",
+                name="Zeta",
+                attributes={"metadata": {"crm_account": "0015g00000AcmeA1"}},
+            )
+        )
+    with Session(engine) as s, s.begin():
+        report = resolve_identities(
+            s, master="crm", match_on=["name"], actor="t", link_fields={"billing": "metadata.crm_account"}
+        )
+    assert report.issues == []
+    assert (ref(engine, "billing", "c9").canonical_id, ref(engine, "billing", "c9").method) == (
+        "0015g00000AcmeA1",
+        "explicit",
+    )

@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "subledger.commands.revrec",
     "subledger.commands.journal",
     "subledger.commands.sandbox",
+    "subledger.commands.serve",
 )
 
 _state: dict[str, Any] = {"debug": False}

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
+from subledger.commands._alerts import send_alerts
 from subledger.commands._output import console, err_console, print_json
 from subledger.commands._store import open_store
 from subledger.core.db_types import utcnow
@@ -241,7 +242,11 @@ def worker(
     """
     interval = parse_duration(poll, option="--poll")
     engine = open_store()
-    runner = Worker(engine, poll=interval, on_outcome=print_outcome)
+    def outcome(result):  # type: ignore[no-untyped-def]
+        print_outcome(result)
+        send_alerts(engine)
+
+    runner = Worker(engine, poll=interval, on_outcome=outcome)
     with Session(engine) as session:
         total = len(session.exec(select(Schedule.id).where(Schedule.enabled)).all())
     if not once:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session, select
 
+from subledger.commands._alerts import send_alerts
 from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
 from subledger.core.db_types import utcnow
@@ -46,6 +47,7 @@ def sync_command(
     engine = open_store()
     with console.status("syncing...", spinner="dots") if not json_out else _nullcontext():
         report = sync(engine, connections or None, trigger=actor(), apply=not no_apply)
+    send_alerts(engine)
     run = report.run
     data = {
         "run": run.id,

@@ -151,7 +151,7 @@ def sync(
             session.add(run)
         report = SyncReport(run=run)
         try:
-            _run_stages(engine, names, run, report, settings=settings, apply=apply, rules=rules, trigger=trigger)
+            run_stages(engine, names, run, report, settings=settings, apply=apply, rules=rules, trigger=trigger)
             run.status = "failed" if any(e.get("stage") == "pull" for e in run.errors) else "succeeded"
         except Exception as exc:
             run.status = "failed"
@@ -164,7 +164,7 @@ def sync(
     return report
 
 
-def _run_stages(
+def run_stages(
     engine: Engine,
     names: list[str],
     run: SyncRun,
@@ -175,6 +175,11 @@ def _run_stages(
     rules: list[Rule] | None,
     trigger: str,
 ) -> None:
+    """Pull, reconcile and apply for a run whose leases are held and whose row is recorded.
+
+    :func:`sync` calls it; the service calls it too, after taking the leases and answering
+    the caller with the run id.
+    """
     for name in names:
         try:
             p = pull(engine, name)

@@ -90,9 +90,9 @@ def collect_alerts(session: Session, settings: NotifySettings) -> list[dict[str,
     """Every alert the store currently warrants (already-queued ones are filtered later)."""
     alerts = []
     for f in session.exec(select(Finding).where(Finding.status.in_(ACTIVE)).order_by(Finding.first_seen)).all():
-        if f.rule != "thresholds":
-            if not f.currency or Decimal(to_major(abs(f.amount_minor), f.currency)) < settings.min_amount:
-                continue
+        too_small = not f.currency or Decimal(to_major(abs(f.amount_minor), f.currency)) < settings.min_amount
+        if f.rule != "thresholds" and too_small:
+            continue
         alerts.append(_finding_alert(f, settings.public_url))
     for run in session.exec(select(SyncRun).where(SyncRun.status == "failed").order_by(SyncRun.started_at)).all():
         errors = "; ".join(str(e.get("error") or e) for e in run.errors[:3])

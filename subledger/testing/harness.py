@@ -116,6 +116,11 @@ class ConnectorHarness:
             f"cannot tell which stream shows {kind!r}; override ConnectorHarness.stream_for_kind()"
         )
 
+    def count_written(self, kind: str, connector: Connector) -> int | None:
+        """How many records of what ``kind`` writes the system holds now, for writes no stream
+        shows (journal entries posted to an ERP, say). None: count through :meth:`stream_for_kind`."""
+        return None
+
     def inject_fault(self, fault: Fault) -> None:
         """Make the next ``fault.times`` requests fail with ``fault.status`` (and
         ``Retry-After: fault.retry_after``); increment ``fault.served`` each time."""

@@ -87,6 +87,7 @@ def test_every_entry_is_posted_once_and_the_findings_resolve(engine: Engine, erp
         "product": None,
         "debit_minor": 5000,
         "credit_minor": 0,
+        "currency": "USD",
         "customer_external_id": None,
         "contract_id": None,
         "memo": "",

@@ -66,5 +66,34 @@ class JournalLine(SQLModel, table=True):
     evidence: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONDoc)
 
 
+def journal_payload(entry: JournalEntry, lines: list[JournalLine]) -> dict[str, Any]:
+    """The canonical ``create_journal_entry`` payload an ERP connector posts (JSON-safe)."""
+    return {
+        "external_id": entry.external_id,
+        "key": entry.key,
+        "kind": entry.kind,
+        "entry_date": entry.entry_date.isoformat(),
+        "period": entry.period,
+        "currency": entry.currency,
+        "memo": entry.memo,
+        "reverses_entry_id": entry.reverses_entry_id,
+        "lines": [
+            {
+                "line_no": ln.line_no,
+                "role": ln.role,
+                "account": ln.account,
+                "product": ln.product,
+                "debit_minor": ln.debit_minor,
+                "credit_minor": ln.credit_minor,
+                "currency": ln.currency,
+                "memo": ln.memo,
+                "customer_external_id": ln.customer_external_id,
+                "contract_id": ln.contract_id,
+            }
+            for ln in sorted(lines, key=lambda ln: ln.line_no)
+        ],
+    }
+
+
 make_immutable(JournalEntry, what="journal entries", instead="post a reversing entry")
 make_immutable(JournalLine, what="journal lines", instead="post a reversing entry")

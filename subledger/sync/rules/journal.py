@@ -16,38 +16,11 @@ from sqlmodel import select
 
 from subledger.core.model.action import Action
 from subledger.core.model.base import evidence_ref
-from subledger.core.model.journal import JournalEntry, JournalLine
+from subledger.core.model.journal import JournalEntry, JournalLine, journal_payload
 from subledger.core.money import to_major
 from subledger.sync.rules.base import ActionDraft, Drift, Rule, RuleContext
 
 WRITE_KIND = "create_journal_entry"
-
-
-def entry_payload(entry: JournalEntry, lines: list[JournalLine]) -> dict:
-    """The canonical journal entry an ERP connector posts."""
-    return {
-        "external_id": entry.external_id,
-        "entry_date": entry.entry_date.isoformat(),
-        "period": entry.period,
-        "currency": entry.currency,
-        "memo": entry.memo,
-        "kind": entry.kind,
-        "reverses_entry_id": entry.reverses_entry_id,
-        "lines": [
-            {
-                "line_no": ln.line_no,
-                "account": ln.account,
-                "role": ln.role,
-                "product": ln.product,
-                "debit_minor": ln.debit_minor,
-                "credit_minor": ln.credit_minor,
-                "customer_external_id": ln.customer_external_id,
-                "contract_id": ln.contract_id,
-                "memo": ln.memo,
-            }
-            for ln in sorted(lines, key=lambda ln: ln.line_no)
-        ],
-    }
 
 
 class JournalNotInErpRule(Rule):
@@ -96,7 +69,7 @@ class JournalNotInErpRule(Rule):
                         summary=f"post journal entry {e.external_id} to {erp}",
                         amount_minor=amount,
                         currency=e.currency,
-                        payload=entry_payload(e, lines[e.id]),
+                        payload=journal_payload(e, lines[e.id]),
                     )
                 ],
             )

@@ -1,6 +1,6 @@
 """initial schema
 
-Revision ID: ac74a0b06f6e
+Revision ID: f70375966f57
 Revises: 
 Create Date: 2026-11-21
 """
@@ -15,7 +15,7 @@ import subledger.core.db_types
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-revision: str = 'ac74a0b06f6e'
+revision: str = 'f70375966f57'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -60,6 +60,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_action_finding_id'), ['finding_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_action_status'), ['status'], unique=False)
 
+    op.create_table('api_key',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('scopes', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('created_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('revoked_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_used_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('audit_entry',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=False),
@@ -296,6 +307,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_meter_key'), ['key'], unique=False)
         batch_op.create_index(batch_op.f('ix_meter_system'), ['system'], unique=False)
 
+    op.create_table('notification',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('alert_key', sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=True),
+    sa.Column('created_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('channel', 'alert_key', name='uq_notification')
+    )
+    with op.batch_alter_table('notification', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notification_status'), ['status'], unique=False)
+
     op.create_table('payment',
     sa.Column('system', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -431,6 +460,22 @@ def upgrade() -> None:
     sa.Column('latest_quantity', subledger.core.db_types.ExactDecimal(length=80), nullable=False),
     sa.PrimaryKeyConstraint('system', 'customer_external_id', 'meter', 'day')
     )
+    op.create_table('webhook_event',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('connection', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('streams', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('signatures', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('deliveries', sa.Integer(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=True),
+    sa.Column('received_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', subledger.core.db_types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('connection', 'event_id', name='uq_webhook_event')
+    )
     op.create_table('credit_ledger_entry',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('entry_key', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
@@ -551,6 +596,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_credit_ledger_entry_grant_id'))
 
     op.drop_table('credit_ledger_entry')
+    op.drop_table('webhook_event')
     op.drop_table('usage_rollup')
     with op.batch_alter_table('usage_event', schema=None) as batch_op:
         batch_op.drop_index('ix_usage_event_time')
@@ -581,6 +627,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_payment_customer_external_id'))
 
     op.drop_table('payment')
+    with op.batch_alter_table('notification', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notification_status'))
+
+    op.drop_table('notification')
     with op.batch_alter_table('meter', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_meter_system'))
         batch_op.drop_index(batch_op.f('ix_meter_key'))
@@ -637,6 +687,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_entry_at'))
 
     op.drop_table('audit_entry')
+    op.drop_table('api_key')
     with op.batch_alter_table('action', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_action_status'))
         batch_op.drop_index(batch_op.f('ix_action_finding_id'))

@@ -158,13 +158,15 @@ def resolve_identities(
         "name": defaultdict(list),
     }
     for c in masters:
+        canonical = link_hint(c, (link_fields or {}).get(master)) or c.external_id
         if (key := normalize_tax_id(c.tax_id)) is not None:
-            index["tax_id"][key].append(c.external_id)
+            index["tax_id"][key].append(canonical)
         if (key := normalize_domain(c.email_domain)) is not None:
-            index["email_domain"][key].append(c.external_id)
+            index["email_domain"][key].append(canonical)
         if key := normalize_name(c.name):
-            index["name"][key].append(c.external_id)
-    master_ids = {c.external_id for c in masters}
+            index["name"][key].append(canonical)
+    master_canonical = {c.external_id: link_hint(c, (link_fields or {}).get(master)) or c.external_id for c in masters}
+    master_ids = set(master_canonical.values())
 
     def link(c: Customer, canonical: str, method: str) -> None:
         ref = ExternalRef(
@@ -197,7 +199,9 @@ def resolve_identities(
                 report.issues.append(IdentityIssue("unmatched", c.system, c.external_id, c.name))
             continue
         if c.system == master:
-            link(c, c.external_id, "source")
+            # A master record that carries a canonical id (Salesforce's Subledger_Id__c, say)
+            # keeps it, so other systems' links to that id meet it; else its own id is canonical.
+            link(c, master_canonical[c.external_id], "source")
             continue
         hint = link_hint(c, (link_fields or {}).get(c.system))
         if hint:

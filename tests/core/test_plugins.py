@@ -257,7 +257,7 @@ def test_rules_notifiers_and_sandboxes_are_collected_per_plugin(site) -> None:
             name = "acme_unbilled_usage"
 
         class Slack:
-            name = "slack"
+            name = "acme_chat"
 
         class AcmeSandbox:
             name = "acme"
@@ -277,9 +277,9 @@ def test_rules_notifiers_and_sandboxes_are_collected_per_plugin(site) -> None:
 
     extras = info("extras")
 
-    assert (extras.rules, extras.notifiers, extras.sandboxes) == (["acme_unbilled_usage"], ["slack"], ["acme"])
+    assert (extras.rules, extras.notifiers, extras.sandboxes) == (["acme_unbilled_usage"], ["acme_chat"], ["acme"])
     assert plugins.rule_classes()["acme_unbilled_usage"].__name__ == "UnbilledUsage"
-    assert plugins.notifier_classes()["slack"].__name__ == "Slack"
+    assert plugins.notifier_classes()["acme_chat"].__name__ == "Slack"
     assert plugins.sandbox_classes()["acme"].__name__ == "AcmeSandbox"
     assert json.loads(json.dumps(extras.to_dict()))["status"] == "loaded"
 

@@ -124,3 +124,16 @@ def test_a_configured_link_field_is_an_explicit_link(engine: Engine) -> None:
         "0015g00000AcmeA1",
         "explicit",
     )
+
+
+def test_a_master_record_that_carries_a_canonical_id_keeps_it(engine: Engine) -> None:
+    with Session(engine) as s, s.begin():
+        add(s, "crm", "0015g00000AcmeA1", "Acme", canonical_hint="acme")
+        add(s, "stripe", "cus_1", "Someone", canonical_hint="acme")
+        add(s, "stripe", "cus_2", "ACME Inc")
+    report = resolve(engine)
+    assert report.issues == []
+    assert {
+        e: ref(engine, s_, e).canonical_id
+        for s_, e in (("crm", "0015g00000AcmeA1"), ("stripe", "cus_1"), ("stripe", "cus_2"))
+    } == {"0015g00000AcmeA1": "acme", "cus_1": "acme", "cus_2": "acme"}

@@ -211,11 +211,28 @@ class SalesforceApi:
 
     def call(self, operation: str, fn: Callable[[], T], *, watch_limits: bool = True,
              retry_if: Callable[[SubledgerError], bool] | None = None) -> T:
-        """Run one SDK call with retries; refuses to start past the API usage threshold."""
+        """Run one SDK call with retries; refuses to start past the API usage threshold.
+
+        An expired session (``401 INVALID_SESSION_ID``) logs in again once and repeats the
+        call: the SDK does that for REST calls, not for Bulk API 2.0 ones.
+        """
         if watch_limits:
             self._check_usage(operation)
-        return retry_call(fn, classify=lambda exc: self.classify(exc, operation), operation=f"{self.name}: "
-                          f"{operation}", retry_if=retry_if)
+        sdk = _sdk()
+
+        def once_more_after_login() -> T:
+            try:
+                return fn()
+            except sdk.SalesforceExpiredSession as exc:
+                if _error_detail(exc.content)[0] != "INVALID_SESSION_ID" or self._sf is None:
+                    raise
+                log.info("%s: the Salesforce session expired; logging in again", self.name)
+                self._sf = None
+                self.sf  # noqa: B018 - logs in
+                return fn()
+
+        return retry_call(once_more_after_login, classify=lambda exc: self.classify(exc, operation),
+                          operation=f"{self.name}: {operation}", retry_if=retry_if)
 
     @property
     def api_usage(self) -> tuple[int, int] | None:
@@ -248,14 +265,16 @@ class SalesforceApi:
         """Every record of a Bulk API 2.0 query job, CSV pages typed by ``types`` (describe types)."""
         from simple_salesforce.bulk2 import Operation
 
-        client = getattr(self.sf.bulk2, sobject)._client
+        def client() -> Any:  # built from the current session (a re-login replaces it)
+            return getattr(self.sf.bulk2, sobject)._client
+
         operation = Operation.query_all if deleted else Operation.query
-        job = self.call("create Bulk query job", lambda: client.create_job(operation, soql))
+        job = self.call("create Bulk query job", lambda: client().create_job(operation, soql))
         job_id = job["id"]
         policy = current_policy()
         waited = 0.0
         while True:
-            info = self.call("poll Bulk query job", lambda: client.get_job(job_id, True))
+            info = self.call("poll Bulk query job", lambda: client().get_job(job_id, True))
             state = info.get("state")
             if state == "JobComplete":
                 break
@@ -271,7 +290,7 @@ class SalesforceApi:
         locator = ""
         while True:
             page = self.call("read Bulk query results",
-                             lambda loc=locator: client.get_query_results(job_id, loc,
+                             lambda loc=locator: client().get_query_results(job_id, loc,
                                                                            self.config.bulk_page_records))
             for row in csv.DictReader(io.StringIO(page["records"])):
                 yield {name: _typed(value, types.get(name, "string")) for name, value in row.items()}

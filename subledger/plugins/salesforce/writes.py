@@ -16,6 +16,7 @@ Exactly once, never over someone else's edit:
 from __future__ import annotations
 
 import email.utils
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,11 @@ def write(conn: SalesforceConnector, action: WriteAction) -> WriteResult:
             + "; ".join(f"{fields[k]} is {now[k]!r}, subledger last saw {normalize(base.get(k))!r}" for k in changed),
             fix="review the value in Salesforce; the next sync reads it and plans the update again",
         )
-    since = email.utils.format_datetime(parse_datetime(str(current["LastModifiedDate"])), usegmt=True)
+    # HTTP dates have whole seconds: round up, so the read's own timestamp never fails the condition.
+    modified = parse_datetime(str(current["LastModifiedDate"]))
+    if modified.microsecond:
+        modified = modified.replace(microsecond=0) + timedelta(seconds=1)
+    since = email.utils.format_datetime(modified, usegmt=True)
     path = f"{conn.api.data_path}/sobjects/{obj}/{rid}"
     body = {fields[k]: wanted[k] or None for k in fields}
     responses = conn.api.composite([

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -139,3 +140,23 @@ def test_a_client_error_is_not_retried(connector: SalesforceConnector, sandbox: 
     with pytest.raises(ConfigError, match="HTTP 400"):
         list(connector.read("customers", None))
     assert fake_clock.sleeps == []
+
+
+def test_an_expired_session_logs_in_again_for_rest_and_bulk_reads(
+    config: SalesforceConfig, sandbox: SalesforceSandbox, fake_clock: FakeClock
+) -> None:
+    connector = SalesforceConnector(config.model_copy(update={"bulk_threshold": 1}))
+    assert customers(connector) == ["Acme Corp", "Globex", "Initech"]
+    sandbox.sessions.clear()  # expires before a REST call: the SDK logs in again
+    assert customers(connector) == ["Acme Corp", "Globex", "Initech"]
+    expired: list[bool] = []
+
+    def expire_after_the_count(exchange: Any) -> None:
+        if "COUNT" in exchange.request.target and not expired:
+            expired.append(True)
+            sandbox.sessions.clear()  # expires between the count and the Bulk job: the connector logs in again
+
+    sandbox.observers.append(expire_after_the_count)
+    assert customers(connector) == ["Acme Corp", "Globex", "Initech"]
+    logins = [ex for ex in sandbox.exchanges if ex.request.path.startswith("/services/Soap/u/")]
+    assert len(logins) == 3

@@ -72,8 +72,9 @@ def org(engine: Engine, config: SalesforceConfig, sandbox: SalesforceSandbox) ->
 def seed_billing(crm_terms: dict[str, Any]) -> None:
     """The billing system: Acme's subscription as Salesforce's terms at $0.015 a call, and Acme's usage."""
     store = memory_store("billing")
-    # Linked the way subledger links a billing customer: the CRM (master) account id in its metadata.
-    store.put("customers", "cus_acme", name="Acme Corp", canonical_hint=ACME)
+    # Linked the way subledger links a billing customer: the canonical id the CRM (master) account
+    # carries in Subledger_Id__c ("acme"), stored in the billing customer's metadata.
+    store.put("customers", "cus_acme", name="Acme Corp", canonical_hint="acme")
     terms = copy.deepcopy(crm_terms)
     terms.pop("metadata", None)
     [usage] = [c for c in terms["components"] if c["type"] == "usage"]
@@ -113,7 +114,7 @@ def test_the_crm_overage_rate_differs_from_billing_and_is_a_terms_drift_finding(
     cycle(engine)
     with Session(engine) as s:
         [finding] = s.exec(select(Finding).where(Finding.rule == "terms_drift")).all()
-    assert finding.customer == ACME and finding.status == "open"
+    assert finding.customer == "acme" and finding.status == "open"  # the canonical id Acme carries
     assert finding.details["differences"] == {"usage[api_calls].unit_price": {"crm": "0.02", "billing": "0.015"}}
     # February: 15,000 calls, 5,000 over the 10,000 included; billing misses 5,000 x $0.005 = $25.00.
     assert (finding.amount_minor, finding.currency) == (2500, "USD")

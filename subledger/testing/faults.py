@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -40,3 +41,28 @@ class Fault:
     def headers(self) -> dict[str, str]:
         """The response headers that go with the fault."""
         return {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+
+
+def inject_into_sandbox(sandbox: Any, fault: Fault, *, path: str | None = None) -> None:
+    """Serve a kit :class:`Fault` from a vendor sandbox (``subledger.core.sandbox``).
+
+    For harnesses whose connector talks to a sandbox server: a 429 becomes the sandbox's
+    ``rate_limit`` fault, anything else a ``server_error`` with that status; ``path`` limits
+    the fault to matching requests (e.g. leave logins alone). ``fault.served`` counts the
+    requests the sandbox actually failed.
+    """
+    from subledger.core.sandbox import Fault as SandboxFault
+
+    if fault.status == 429:
+        rule = SandboxFault(kind="rate_limit", path=path, times=fault.times, skip=fault.skip, retry_after=None,
+                            headers=fault.headers())
+    else:
+        rule = SandboxFault(kind="server_error", path=path, status=fault.status or 500, times=fault.times,
+                            skip=fault.skip, headers=fault.headers())
+    sandbox.faults.add(rule)
+
+    def count(exchange: Any) -> None:
+        if exchange.fault is rule:
+            fault.served += 1
+
+    sandbox.observers.append(count)

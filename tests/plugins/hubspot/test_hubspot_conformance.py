@@ -10,10 +10,10 @@ from hubspot_testkit import portal
 
 import subledger.plugins.hubspot as hubspot_plugin
 from subledger.core.connector import WriteAction
-from subledger.core.sandbox import Fault as SandboxFault
 from subledger.core.sandbox import SandboxServer
 from subledger.plugins.hubspot.sandbox import DEFAULT_TOKEN, HubSpotSandbox
 from subledger.testing import ConnectorHarness, Fault, conformance_suite
+from subledger.testing.faults import inject_into_sandbox
 
 NO_DEALS = "pat-na1-companies-only-2222"
 
@@ -71,19 +71,7 @@ class HubSpotHarness(ConnectorHarness):
                            target_external_id="102", base_version={"usage_to_date": "api_calls: 3"})
 
     def inject_fault(self, fault: Fault) -> None:
-        if fault.status == 429:
-            rule = SandboxFault(kind="rate_limit", times=fault.times, skip=fault.skip, retry_after=None,
-                                headers=fault.headers())
-        else:
-            rule = SandboxFault(kind="server_error", status=fault.status or 500, times=fault.times, skip=fault.skip,
-                                headers=fault.headers())
-        self.sandbox.faults.add(rule)
-
-        def count(exchange: Any) -> None:
-            if exchange.fault is rule:
-                fault.served += 1
-
-        self.sandbox.observers.append(count)
+        inject_into_sandbox(self.sandbox, fault)
 
 
 TestHubSpotConformance = conformance_suite(HubSpotHarness)

@@ -12,10 +12,10 @@ from test_netsuite_journal import action as journal_action
 
 import subledger.plugins.netsuite as netsuite_plugin
 from subledger.core.connector import Connector, WriteAction
-from subledger.core.sandbox import Fault as SandboxFault
 from subledger.core.sandbox import SandboxClock, SandboxServer
 from subledger.plugins.netsuite.sandbox import NetSuiteSandbox
 from subledger.testing import ConnectorHarness, Fault, conformance_suite
+from subledger.testing.faults import inject_into_sandbox
 
 KIND_STREAMS = {"create_customer": "customers", "create_invoice": "invoices", "create_credit_note": "credit_notes",
                 "create_payment": "payments"}
@@ -96,19 +96,7 @@ class NetSuiteHarness(ConnectorHarness):
         return len(connector.journal_entries()) if kind == "create_journal_entry" else None
 
     def inject_fault(self, fault: Fault) -> None:
-        if fault.status == 429:
-            rule = SandboxFault(kind="rate_limit", times=fault.times, skip=fault.skip, retry_after=None,
-                                headers=fault.headers())
-        else:
-            rule = SandboxFault(kind="server_error", status=fault.status or 500, times=fault.times, skip=fault.skip,
-                                headers=fault.headers())
-        self.sandbox.faults.add(rule)
-
-        def count(exchange: Any) -> None:
-            if exchange.fault is rule:
-                fault.served += 1
-
-        self.sandbox.observers.append(count)
+        inject_into_sandbox(self.sandbox, fault)
 
 
 TestNetSuiteConformance = conformance_suite(NetSuiteHarness)

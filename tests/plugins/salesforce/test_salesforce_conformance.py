@@ -10,7 +10,6 @@ from sf_testkit import ACME, API_PRODUCT, GLOBEX, org_fixture
 
 import subledger.plugins.salesforce as salesforce_plugin
 from subledger.core.connector import Connector, WriteAction
-from subledger.core.sandbox import Fault as SandboxFault
 from subledger.core.sandbox import SandboxServer
 from subledger.plugins.salesforce.sandbox import (
     DEFAULT_PASSWORD,
@@ -19,6 +18,7 @@ from subledger.plugins.salesforce.sandbox import (
     SalesforceSandbox,
 )
 from subledger.testing import ConnectorHarness, Fault, conformance_suite
+from subledger.testing.faults import inject_into_sandbox
 
 
 def _installed() -> bool:
@@ -77,19 +77,7 @@ class SalesforceHarness(ConnectorHarness):
 
     def inject_fault(self, fault: Fault) -> None:
         # Logins are not faulted: the probe's first API call is.
-        if fault.status == 429:
-            rule = SandboxFault(kind="rate_limit", path="/services/data/*", times=fault.times, skip=fault.skip,
-                                retry_after=None, headers=fault.headers())
-        else:
-            rule = SandboxFault(kind="server_error", path="/services/data/*", status=fault.status or 500,
-                                times=fault.times, skip=fault.skip, headers=fault.headers())
-        self.sandbox.faults.add(rule)
-
-        def count(exchange: Any) -> None:
-            if exchange.fault is rule:
-                fault.served += 1
-
-        self.sandbox.observers.append(count)
+        inject_into_sandbox(self.sandbox, fault, path="/services/data/*")
 
 
 TestSalesforceConformance = conformance_suite(SalesforceHarness)

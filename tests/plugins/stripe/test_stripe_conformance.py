@@ -13,10 +13,10 @@ from stripe_testkit import basic_fixture
 
 import subledger.plugins.stripe as stripe_plugin
 from subledger.core.connector import Connector, WriteAction
-from subledger.core.sandbox import Fault as SandboxFault
 from subledger.core.sandbox import SandboxServer
 from subledger.plugins.stripe.sandbox import DEFAULT_API_KEY, StripeSandbox
 from subledger.testing import ConnectorHarness, Fault, conformance_suite
+from subledger.testing.faults import inject_into_sandbox
 
 KIND_STREAMS = {"create_invoice": "invoices", "update_customer_metadata": "customers", "push_meter_events": "usage"}
 
@@ -109,19 +109,7 @@ class StripeHarness(ConnectorHarness):
         return KIND_STREAMS[kind]
 
     def inject_fault(self, fault: Fault) -> None:
-        if fault.status == 429:
-            rule = SandboxFault(kind="rate_limit", times=fault.times, skip=fault.skip, retry_after=None,
-                                headers=fault.headers())
-        else:
-            rule = SandboxFault(kind="server_error", status=fault.status or 500, times=fault.times, skip=fault.skip,
-                                headers=fault.headers())
-        self.sandbox.faults.add(rule)
-
-        def count(exchange: Any) -> None:
-            if exchange.fault is rule:
-                fault.served += 1
-
-        self.sandbox.observers.append(count)
+        inject_into_sandbox(self.sandbox, fault)
 
 
 TestStripeConformance = conformance_suite(StripeHarness)

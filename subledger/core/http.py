@@ -215,8 +215,11 @@ def error_for_status(
         headers: response headers (for ``Retry-After``); any mapping.
         body: the response body; the vendor's message is quoted (redacted).
         operation: what was attempted, e.g. ``GET /v1/customers``.
-        now: the current time, for an HTTP-date ``Retry-After``.
+        now: the current time, for an HTTP-date ``Retry-After`` (default: the current retry
+            policy's clock, so a fake clock in tests reads the date the way it waits).
     """
+    if now is None:
+        now = current_policy().now()
     try:
         reason = httpx.codes.get_reason_phrase(status)
     except (TypeError, ValueError):

@@ -537,11 +537,11 @@ class ConformanceSuite:
 
     # -- retries -------------------------------------------------------------------------------
 
-    def _retry_probe(self, harness: ConnectorHarness, request: pytest.FixtureRequest, fault: Fault
-                     ) -> tuple[Any, FakeClock, Any]:
+    def _retry_probe(self, harness: ConnectorHarness, request: pytest.FixtureRequest, fault: Fault,
+                     clock: FakeClock | None = None) -> tuple[Any, FakeClock, Any]:
         if harness.retries_not_applicable:
             _not_applicable(request, harness.retries_not_applicable)
-        clock = FakeClock()
+        clock = clock or FakeClock()
         with use_retry_policy(clock.policy()):
             baseline = harness.fault_probe(self._connect(harness))
             assert clock.sleeps == [], f"the probe waited {clock.sleeps} with no fault injected"
@@ -558,10 +558,13 @@ class ConformanceSuite:
             _not_applicable(request, harness.retries_not_applicable)
         expected = 7.0 if retry_after == "seconds" else 5.0
         header = "7"
+        # The date is read on the probe's own clock: a second clock could tick past a
+        # second boundary in between on a slow machine and shorten the wait.
+        clock = FakeClock()
         if retry_after == "http-date":
-            header = email.utils.format_datetime(FakeClock().now() + timedelta(seconds=5), usegmt=True)
+            header = email.utils.format_datetime(clock.now() + timedelta(seconds=5), usegmt=True)
         fault = Fault(status=429, times=1, retry_after=header)
-        baseline, clock, result = self._retry_probe(harness, request, fault)
+        baseline, clock, result = self._retry_probe(harness, request, fault, clock)
         assert fault.served == 1, f"the 429 was served {fault.served} times; inject_fault() must arm it"
         assert len(clock.sleeps) == 1, f"expected one wait, got {clock.sleeps}: waits must use the retry policy"
         assert expected - 1.0 <= clock.sleeps[0] <= expected, (

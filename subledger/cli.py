@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "subledger.commands.journal",
     "subledger.commands.sandbox",
     "subledger.commands.serve",
+    "subledger.commands.demo",
 )
 
 _state: dict[str, Any] = {"debug": False}

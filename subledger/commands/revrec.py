@@ -20,6 +20,7 @@ from subledger.core.revrec.calendar import Month
 from subledger.core.revrec.chart import waterfall_svg
 from subledger.core.revrec.ledger import close_period
 from subledger.core.revrec.run import run_recognition
+from subledger.core.revrec.sources import SourceScope
 
 revrec_app = typer.Typer(help="Revenue recognition: schedules, journal, reports, period close.",
                          no_args_is_help=True)
@@ -51,6 +52,25 @@ def load_chart(path: Path | None) -> ChartOfAccounts:
     return ChartOfAccounts.load(path) if path else ChartOfAccounts()
 
 
+def recognition_scope(session: Session) -> SourceScope:
+    """Read billing documents from the billing systems and terms from the CRMs, per the sync roles.
+
+    An ERP's copies of billing invoices are left out, so nothing is recognized twice. With
+    no connections configured (data loaded by hand), everything is read.
+    """
+    from subledger.sync.engine import connection_infos
+    from subledger.sync.settings import load_settings
+
+    settings = load_settings()
+    infos = connection_infos(session, settings)
+    if not infos:
+        return SourceScope()
+    erp = {c.name for c in infos if "erp" in c.roles}
+    billing = tuple(c.name for c in infos if settings.ownership.invoices in c.roles and c.name not in erp)
+    terms = tuple(c.name for c in infos if settings.ownership.contract_terms in c.roles)
+    return SourceScope(billing_systems=billing, contract_systems=terms)
+
+
 @revrec_app.command("run")
 def run(
     through: str = typer.Option(None, "--through", help="Recognize through this month (2026-03) or day."),
@@ -61,7 +81,7 @@ def run(
     through_day = parse_through(through)
     accounts = load_chart(chart)
     with Session(open_store(), expire_on_commit=False) as session:
-        result = run_recognition(session, through=through_day, chart=accounts)
+        result = run_recognition(session, through=through_day, chart=accounts, scope=recognition_scope(session))
         session.commit()
     if json_out:
         print_json(result.to_json())

@@ -22,7 +22,7 @@ from subledger.core.revrec.journal import build_entries
 from subledger.core.revrec.ledger import closed_through, post, posted_entries
 from subledger.core.revrec.obligation import Obligation
 from subledger.core.revrec.posting import Posting, plan_postings
-from subledger.core.revrec.sources import load_sources
+from subledger.core.revrec.sources import SourceScope, load_sources
 
 MANAGED_KINDS = frozenset({"invoice", "credit_note", "recognition", "payment"})
 
@@ -65,13 +65,16 @@ class RunResult:
         }
 
 
-def run_recognition(session: Session, *, through: date, chart: ChartOfAccounts | None = None) -> RunResult:
+def run_recognition(
+    session: Session, *, through: date, chart: ChartOfAccounts | None = None, scope: SourceScope | None = None
+) -> RunResult:
     """Recognize revenue and post the journal through ``through`` (inclusive).
 
     Idempotent: a second run over the same data posts nothing and changes no schedule
-    line. Entries for closed periods are posted in the first open period.
+    line. Entries for closed periods are posted in the first open period. ``scope`` limits
+    the systems read (see :class:`~subledger.core.revrec.sources.SourceScope`).
     """
-    sources = load_sources(session, through=through)
+    sources = load_sources(session, through=through, scope=scope)
     drafts = build_entries(
         sources.obligations, through=through, chart=chart, documents=sources.documents, payments=sources.payments
     )

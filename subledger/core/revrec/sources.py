@@ -107,10 +107,29 @@ def _refs(ev: list[dict[str, Any]] | None, obj: str) -> list[str]:
     return [str(r.get("id")) for r in (ev or []) if isinstance(r, dict) and r.get("object") == obj and r.get("id")]
 
 
+@dataclass(frozen=True)
+class SourceScope:
+    """Which systems recognition reads. None means every system.
+
+    With an ERP connected, the ERP holds copies of the billing system's invoices and
+    payments: recognize from the billing systems only, or each invoice counts twice.
+    """
+
+    billing_systems: tuple[str, ...] | None = None  # invoices, credit notes, payments, credit grants
+    contract_systems: tuple[str, ...] | None = None  # contracts whose terms yield obligations
+
+    def billing(self, stmt: Any, model: Any) -> Any:
+        return stmt if self.billing_systems is None else stmt.where(model.system.in_(self.billing_systems))
+
+    def contracts(self, stmt: Any) -> Any:
+        return stmt if self.contract_systems is None else stmt.where(Contract.system.in_(self.contract_systems))
+
+
 class _Loader:
-    def __init__(self, session: Session, through: date | None) -> None:
+    def __init__(self, session: Session, through: date | None, scope: SourceScope | None = None) -> None:
         self.session = session
         self.through = through
+        self.scope = scope or SourceScope()
         self.claims: dict[tuple[str, str], dict[tuple[str, date], ContractObligation]] = {}
         self.claimed: list[tuple[Contract, ContractObligation]] = []
         self.out = Sources()
@@ -175,12 +194,13 @@ class _Loader:
 
     def load(self) -> Sources:
         s = self.session
-        for c in s.exec(select(Contract)).all():
+        scope = self.scope
+        for c in s.exec(scope.contracts(select(Contract))).all():
             self.contracts[(c.system, c.external_id)] = c
             self.contracts_by_ext[c.external_id].append(c)
         for m in s.exec(select(Meter)).all():
             self.meters.setdefault(m.key, m)
-        for g in s.exec(select(CreditGrant).order_by(CreditGrant.id)).all():
+        for g in s.exec(scope.billing(select(CreditGrant), CreditGrant).order_by(CreditGrant.id)).all():
             self.grants[g.id] = g
         if self.through is not None:
             for c in sorted(self.contracts.values(), key=lambda c: c.id):
@@ -190,7 +210,7 @@ class _Loader:
                 for ob in derived.obligations:
                     index[(ob.component, ob.service_start)] = ob
                     self.claimed.append((c, ob))
-        invoices = s.exec(select(Invoice).order_by(Invoice.system, Invoice.external_id)).all()
+        invoices = s.exec(scope.billing(select(Invoice), Invoice).order_by(Invoice.system, Invoice.external_id)).all()
         lines: dict[str, list[InvoiceLine]] = defaultdict(list)
         for line in s.exec(select(InvoiceLine).order_by(InvoiceLine.invoice_id, InvoiceLine.line_key)).all():
             lines[line.invoice_id].append(line)
@@ -198,7 +218,9 @@ class _Loader:
             if inv.status in _SKIP_INVOICE_STATUSES or inv.issued_at is None:
                 continue
             self.invoice(inv, lines.get(inv.id, []))
-        for cn in s.exec(select(CreditNote).order_by(CreditNote.system, CreditNote.external_id)).all():
+        for cn in s.exec(
+            scope.billing(select(CreditNote), CreditNote).order_by(CreditNote.system, CreditNote.external_id)
+        ).all():
             if cn.status not in _SKIP_INVOICE_STATUSES and cn.issued_at is not None:
                 self.credit_note(cn)
         for bases in self.bases_by_invoice.values():
@@ -429,7 +451,8 @@ class _Loader:
         applied: dict[str, int] = defaultdict(int)
         for a in self.session.exec(select(PaymentApplication)).all():
             applied[a.payment_id] += a.amount_minor
-        for p in self.session.exec(select(Payment).order_by(Payment.system, Payment.external_id)).all():
+        payments = self.scope.billing(select(Payment), Payment).order_by(Payment.system, Payment.external_id)
+        for p in self.session.exec(payments).all():
             if p.status not in ("succeeded", "refunded", "paid"):
                 continue
             self.out.payments.append(PaymentIn(
@@ -440,11 +463,11 @@ class _Loader:
             ))
 
 
-def load_sources(session: Session, *, through: date | None = None) -> Sources:
+def load_sources(session: Session, *, through: date | None = None, scope: SourceScope | None = None) -> Sources:
     """Obligations, billing documents and payments derived from everything in the store.
 
     With ``through``, contracts whose terms the rating engine can compile also yield
     their contract-derived obligations up to that day (:mod:`.contracts`).
     """
-    return _Loader(session, through).load()
+    return _Loader(session, through, scope).load()
 

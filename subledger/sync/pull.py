@@ -21,7 +21,7 @@ from subledger.core.connector import Checkpoint, Connector, RecordGroup, Rejecte
 from subledger.core.db_types import utcnow
 from subledger.core.errors import ConfigError, SystemFailure
 from subledger.core.model.sync_state import Connection, StreamState
-from subledger.core.store.records import save_rejects, upsert_group, upsert_record
+from subledger.core.store.records import save_rejects, upsert_batch
 from subledger.core.store.usage import ingest_usage
 
 log = logging.getLogger(__name__)
@@ -167,13 +167,8 @@ def _commit(
     report: StreamReport,
 ) -> None:
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        for record in batch.records:
-            report.records += 1
-            if isinstance(record, RecordGroup):
-                changed = upsert_group(session, record, system=system)
-            else:
-                changed = upsert_record(session, record, system=system)
-            report.changed += int(changed)
+        report.records += len(batch.records)
+        report.changed += upsert_batch(session, batch.records, system=system)
         rejects = list(batch.rejects)
         for i in range(0, len(batch.usage), USAGE_BATCH):
             chunk = batch.usage[i : i + USAGE_BATCH]

@@ -55,6 +55,57 @@ def upsert_group(session: Session, group: RecordGroup, *, system: str) -> bool:
     return True
 
 
+def upsert_batch(session: Session, records: list[Any], *, system: str) -> int:
+    """Upsert records and record groups, with one lookup per table instead of one per record.
+
+    New records are inserted, changed ones merged (their children replaced), unchanged
+    ones (same ``payload_hash``) left alone. Returns how many changed.
+    """
+    parents = [r.record if isinstance(r, RecordGroup) else r for r in records]
+    for parent in parents:
+        _check_system(parent, system)
+    known: dict[type[Any], dict[Any, str]] = {}
+    by_model: dict[type[Any], list[Any]] = {}
+    for parent in parents:
+        by_model.setdefault(type(parent), []).append(parent)
+    for model, rows in by_model.items():
+        pk = inspect(model).primary_key
+        if len(pk) != 1 or "payload_hash" not in model.model_fields:
+            continue
+        col = pk[0]
+        ids = [getattr(r, col.key) for r in rows]
+        found: dict[Any, str] = {}
+        for i in range(0, len(ids), 500):
+            stmt = select(col, model.payload_hash).where(col.in_(ids[i : i + 500]))
+            found.update({k: h for k, h in session.exec(stmt).all()})
+        known[model] = found
+    changed = 0
+    for item, parent in zip(records, parents, strict=True):
+        model = type(parent)
+        if model not in known:  # a table without a single key or payload hash: the careful path
+            changed += int(
+                upsert_group(session, item, system=system)
+                if isinstance(item, RecordGroup)
+                else upsert_record(session, item, system=system)
+            )
+            continue
+        key = getattr(parent, inspect(model).primary_key[0].key)
+        stored = known[model].get(key)
+        if stored is not None and stored == parent.payload_hash:
+            continue
+        changed += 1
+        if stored is None:
+            session.add(parent)
+            if isinstance(item, RecordGroup):
+                session.add_all(item.children)
+        elif isinstance(item, RecordGroup):
+            upsert_group(session, item, system=system)
+        else:
+            session.merge(parent)
+        known[model][key] = parent.payload_hash
+    return changed
+
+
 def _child_models(parent_table: Any) -> Iterable[type[SQLModel]]:
     for mapper in SQLModel._sa_registry.mappers:  # type: ignore[attr-defined]
         table = mapper.local_table

@@ -128,8 +128,12 @@ def sync(
     settings: SyncSettings | None = None,
     apply: bool = True,
     rules: list[Rule] | None = None,
+    now: datetime | None = None,
 ) -> SyncReport:
     """Pull the connections (default: all enabled), reconcile, plan, and apply approved actions.
+
+    ``now`` is the instant reconciliation judges periods by (default: the current time);
+    a replay or a demo of a fixed date passes it.
 
     Holds a lease per connection (``sync:<name>``) and one for reconciliation, so two
     processes never sync the same connection at once.
@@ -151,7 +155,9 @@ def sync(
             session.add(run)
         report = SyncReport(run=run)
         try:
-            run_stages(engine, names, run, report, settings=settings, apply=apply, rules=rules, trigger=trigger)
+            run_stages(
+                engine, names, run, report, settings=settings, apply=apply, rules=rules, trigger=trigger, now=now
+            )
             run.status = "failed" if any(e.get("stage") == "pull" for e in run.errors) else "succeeded"
         except Exception as exc:
             run.status = "failed"
@@ -174,6 +180,7 @@ def run_stages(
     apply: bool,
     rules: list[Rule] | None,
     trigger: str,
+    now: datetime | None = None,
 ) -> None:
     """Pull, reconcile and apply for a run whose leases are held and whose row is recorded.
 
@@ -189,7 +196,7 @@ def run_stages(
         report.pulls.append(p)
         run.records_read += sum(s.records for s in p.streams)
         run.records_written += sum(s.changed + s.usage_inserted for s in p.streams)
-    report.reconcile = reconcile(engine, settings=settings, actor=trigger, rules=rules)
+    report.reconcile = reconcile(engine, settings=settings, actor=trigger, rules=rules, now=now)
     run.findings_opened = report.reconcile.opened
     run.findings_resolved = report.reconcile.resolved
     run.actions_planned = report.reconcile.plan.planned

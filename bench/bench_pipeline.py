@@ -526,12 +526,13 @@ def in_child(target: str, *args: Any) -> dict[str, Any]:
         result = q.get(timeout=STAGE_TIMEOUT)
     except queue.Empty:
         p.kill()  # its transaction rolls back; later stages see the store as it was
-        p.join()
-        return {"error": f"did not finish within --stage-timeout ({time.perf_counter() - started:.0f} s); stopped",
-                "trace": ""}
+        result = {"error": f"did not finish within --stage-timeout ({time.perf_counter() - started:.0f} s); stopped",
+                  "trace": ""}
     p.join()
     if "error" in result:
-        print(f"  !! {target}: {result['error']}\n{result['trace']}", file=sys.stderr)
+        print(f"  {target.removeprefix('stage_'):24s}  NOT DONE: {result['error']}", flush=True)
+        if result["trace"]:
+            print(result["trace"], file=sys.stderr)
     return result
 
 

@@ -11,9 +11,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
 from subledger.core.paths import data_dir
 
@@ -97,10 +97,8 @@ def load_settings(path: Path | None = None) -> SyncSettings:
     path = path or settings_path()
     if not path.exists():
         return SyncSettings()
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}", fix="fix the YAML syntax") from None
+    raw = read_mapping_file(path, what="settings file", missing_fix="create it, or unset SUBLEDGER_CONFIG",
+                            shape_fix="write settings as keys, e.g. roles: {...} (see docs/sync.md)")
     try:
         return SyncSettings.model_validate(raw)
     except ValidationError as exc:

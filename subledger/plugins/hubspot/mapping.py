@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
 
 DEFAULT_MAPPING_YAML = """\
@@ -147,17 +147,11 @@ def load_mapping(raw: dict[str, Any] | None = None, path: str | Path | None = No
     if path is not None:
         file = Path(path).expanduser()
         source = str(file)
-        if not file.is_file():
-            raise ConfigError(f"HubSpot mapping file {file} does not exist",
-                              fix="give mapping_file the path of a YAML file (see docs/connectors/hubspot.md)")
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file} is not valid YAML: {exc}",
-                              fix="fix the YAML syntax at the place shown") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file} must hold a mapping of sections", fix="start it with company:, deal: ...")
-        data = loaded
+        data = read_mapping_file(
+            file, what="HubSpot mapping file",
+            missing_fix="give mapping_file the path of a YAML file (see docs/connectors/hubspot.md)",
+            shape_fix="start it with company:, deal: ...",
+        )
     for section, values in (raw or {}).items():
         data[section] = {**(data.get(section) or {}), **(values or {})} if isinstance(values, dict) else values
     try:

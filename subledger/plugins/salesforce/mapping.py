@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
 
 TERM_OBJECTS = ("Contract", "Opportunity", "OpportunityLineItem", "Product2", "PricebookEntry")
@@ -190,14 +190,9 @@ def load_mapping(path: str | None) -> SalesforceMapping:
     if path is None:
         return SalesforceMapping()
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"Salesforce mapping file {file} does not exist",
-                          fix="set mapping to the path of a YAML mapping file, or remove it to use the defaults")
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Salesforce mapping file {file} is not valid YAML: {exc}",
-                          fix="fix the YAML syntax at the position shown") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"Salesforce mapping file {file} must be a mapping", fix="write keys such as terms: {...}")
+    raw = read_mapping_file(
+        file, what="Salesforce mapping file",
+        missing_fix="set mapping to the path of a YAML mapping file, or remove it to use the defaults",
+        shape_fix="write keys such as terms: {...}",
+    )
     return build_mapping(raw, source=f"mapping file {file}")

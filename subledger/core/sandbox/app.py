@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ class Exchange:
     tags: dict[str, Any] = field(default_factory=dict)
 
 
-class Sandbox:
+class Sandbox(ABC):
     """Base class of every vendor sandbox.
 
     Subclasses set :attr:`name` and :attr:`title` and implement :meth:`build_routes` and
@@ -108,13 +109,13 @@ class Sandbox:
 
     # -- to implement -------------------------------------------------------------------
 
+    @abstractmethod
     def build_routes(self, router: Router) -> None:
         """Add the vendor's API routes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def seed(self, fixture: dict[str, Any]) -> dict[str, int]:
         """Create the objects a fixture document describes; returns counts per kind."""
-        raise NotImplementedError
 
     def connection_hint(self, url: str) -> dict[str, Any]:
         """The connector config that reaches this sandbox at ``url`` (printed by ``sandbox serve``)."""

@@ -7,6 +7,7 @@ records. The connector drives it file by file (see :mod:`subledger.plugins.files
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +41,7 @@ class Mapped:
 Namer = Callable[[str], str]
 
 
-class RecordKind:
+class RecordKind(ABC):
     """How one stream's files map to canonical records.
 
     Subclasses set the class attributes and implement :meth:`map_document`; kinds whose
@@ -56,9 +57,9 @@ class RecordKind:
     csv_allowed: ClassVar[bool] = True
     example: ClassVar[str] = ""
 
+    @abstractmethod
     def map_document(self, data: Any, src: Source) -> Any:
         """Map one record's data (a dict) to a canonical record, or raise :class:`RowError`."""
-        raise NotImplementedError
 
     def from_documents(self, rows: Iterable[Row], src: Source) -> Iterator[Mapped | Rejected]:
         """Map JSON, JSONL or YAML rows, one record each."""

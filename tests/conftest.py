@@ -25,6 +25,14 @@ from subledger.core.store.engine import make_engine
 PG_URL = os.environ.get("SUBLEDGER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
 
+SPECS = os.environ.get("SUBLEDGER_VENDOR_SPECS")
+if os.environ.get("CI") and not (SPECS and os.path.isdir(SPECS)):
+    # Tests skip the vendor-spec checks when the specs are absent; CI must run them.
+    raise pytest.UsageError(
+        "CI must validate against the vendors' specs: set SUBLEDGER_VENDOR_SPECS to shared/vendor-specs "
+        f"(got {SPECS!r}); .ci/run does this"
+    )
+
 if os.environ.get("CI") and not PG_URL:
     raise pytest.UsageError(
         "CI must run the store tests on PostgreSQL: set SUBLEDGER_TEST_POSTGRES_URL "

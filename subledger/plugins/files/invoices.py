@@ -70,51 +70,12 @@ class Invoices(RecordKind):
         return _build(header, lines, data, src)
 
     def from_csv(self, rows: Iterable[Row], src: Source) -> Iterator[Mapped | Rejected]:
-        for item in self.grouped_csv(rows, src, "invoice"):
-            if isinstance(item, Rejected):
-                yield item
-            else:
-                yield from self._csv_invoice(*item, src)
-
-    def _csv_invoice(self, invoice_id: str, group: list[Row], src: Source) -> Iterator[Mapped | Rejected]:
-        first = group[0]
-        problems: list[tuple[Row, RowError]] = []
-        header: _Header | None = None
-        try:
-            header = _Header(first.data)
-        except RowError as exc:
-            problems.append((first, exc))
-        lines: list[_Line] = []
-        for row in group:
-            for key, value in row.data.items():
-                if key.startswith(LINE_PREFIX) or not value or row is first:
-                    continue
-                if value != first.data.get(key):
-                    problems.append((row, RowError(
-                        key, f"{key} {value!r} differs from {first.data.get(key) or ''!r} on line {first.line}",
-                        "write the invoice's own columns the same on each of its rows (or leave them empty "
-                        "after the first)",
-                    )))
-                    break
-            line_data = {k[len(LINE_PREFIX):]: v for k, v in row.data.items() if k.startswith(LINE_PREFIX) and v}
-            if not line_data or header is None:
-                continue
-            try:
-                lines.append(_Line(line_data, header.currency, _csv_name, default_key=str(len(lines) + 1)))
-            except RowError as exc:
-                problems.append((row, exc))
-        if header is not None and not problems:
-            try:
-                record = _build(header, lines, [row.data for row in group], src)
-            except RowError as exc:
-                problems.append((first, exc))
-            else:
-                yield self.mapped(first.line, record, max(row.end_line for row in group))
-                return
-        for row, exc in problems:
-            yield self.reject(src, row.line, RowError(
-                exc.field, f"{exc.reason}; invoice {invoice_id!r} was not loaded", exc.fix,
-            ), row.raw)
+        return self.from_grouped_csv(
+            rows, src, what="invoice", header_keys=HEADER_KEYS, parse_header=_Header,
+            child_data=lambda row: {k[len(LINE_PREFIX):]: v for k, v in row.items() if k.startswith(LINE_PREFIX) and v},
+            parse_child=lambda data, header, n: _Line(data, header.currency, _csv_name, default_key=str(n + 1)),
+            build=lambda header, lines, rows: _build(header, lines, rows, src),
+        )
 
 
 def _csv_name(key: str) -> str:

@@ -105,6 +105,74 @@ class RecordKind(ABC):
             groups.setdefault(record_id, []).append(row)
         yield from groups.items()
 
+    def from_grouped_csv(
+        self,
+        rows: Iterable[Row],
+        src: Source,
+        *,
+        what: str,
+        header_keys: tuple[str, ...],
+        parse_header: Callable[[dict[str, Any]], Any],
+        child_data: Callable[[dict[str, Any]], dict[str, Any]],
+        parse_child: Callable[[dict[str, Any], Any, int], Any],
+        build: Callable[[Any, list[Any], list[dict[str, Any]]], Any],
+    ) -> Iterator[Mapped | Rejected]:
+        """Map a record written over several CSV rows (an invoice and its lines, a payment
+        and its applications): its own columns on the first row (repeated or left empty
+        after it), one child per row. Any problem rejects the whole record, row by row.
+
+        Args:
+            what: the record's name in messages (``invoice``).
+            header_keys: the record's own columns.
+            parse_header: the validated record header from the first row's data.
+            child_data: a row's child columns, renamed to the child's field names.
+            parse_child: ``(data, header, index)`` -> the validated child.
+            build: ``(header, children, rows' data)`` -> the canonical record.
+        """
+        for item in self.grouped_csv(rows, src, what):
+            if isinstance(item, Rejected):
+                yield item
+                continue
+            record_id, group = item
+            first = group[0]
+            problems: list[tuple[Row, RowError]] = []
+            header = None
+            try:
+                header = parse_header(first.data)
+            except RowError as exc:
+                problems.append((first, exc))
+            children: list[Any] = []
+            for row in group:
+                conflict = next((key for key in header_keys if row is not first and row.data.get(key)
+                                 and row.data[key] != first.data.get(key)), None)
+                if conflict is not None:
+                    problems.append((row, RowError(
+                        conflict, f"{conflict} {row.data[conflict]!r} differs from "
+                        f"{first.data.get(conflict) or ''!r} on line {first.line}",
+                        f"write the {what}'s own columns the same on each of its rows "
+                        "(or leave them empty after the first)",
+                    )))
+                    continue
+                part = child_data(row.data)
+                if not part or header is None:
+                    continue
+                try:
+                    children.append(parse_child(part, header, len(children)))
+                except RowError as exc:
+                    problems.append((row, exc))
+            if header is not None and not problems:
+                try:
+                    record = build(header, children, [row.data for row in group])
+                except RowError as exc:
+                    problems.append((first, exc))
+                else:
+                    yield self.mapped(first.line, record, max(row.end_line for row in group))
+                    continue
+            for row, exc in problems:
+                yield self.reject(src, row.line, RowError(
+                    exc.field, f"{exc.reason}; {what} {record_id!r} was not loaded", exc.fix,
+                ), row.raw)
+
     def check_header(self, header: list[str]) -> RowError | None:
         """Why a CSV header cannot be read for this kind, or None when it is fine."""
         if not self.csv_allowed:

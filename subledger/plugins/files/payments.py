@@ -61,51 +61,12 @@ class Payments(RecordKind):
         return _build(header, applications, data, src)
 
     def from_csv(self, rows: Iterable[Row], src: Source) -> Iterator[Mapped | Rejected]:
-        for item in self.grouped_csv(rows, src, "payment"):
-            if isinstance(item, Rejected):
-                yield item
-            else:
-                yield from self._csv_payment(*item, src)
-
-    def _csv_payment(self, payment_id: str, group: list[Row], src: Source) -> Iterator[Mapped | Rejected]:
-        first = group[0]
-        problems: list[tuple[Row, RowError]] = []
-        header: _Header | None = None
-        try:
-            header = _Header(first.data)
-        except RowError as exc:
-            problems.append((first, exc))
-        applications: list[_Application] = []
-        for row in group:
-            conflict = next((key for key in HEADER_KEYS if row is not first and row.data.get(key)
-                             and row.data[key] != first.data.get(key)), None)
-            if conflict is not None:
-                problems.append((row, RowError(
-                    conflict, f"{conflict} {row.data[conflict]!r} differs from "
-                    f"{first.data.get(conflict) or ''!r} on line {first.line}",
-                    "write the payment's own columns the same on each of its rows "
-                    "(or leave them empty after the first)",
-                )))
-                continue
-            part = {key: row.data[col] for col, key in CSV_APPLICATION.items() if row.data.get(col)}
-            if not part or header is None:
-                continue
-            try:
-                applications.append(_Application(part, header.currency, _csv_name))
-            except RowError as exc:
-                problems.append((row, exc))
-        if header is not None and not problems:
-            try:
-                record = _build(header, applications, [row.data for row in group], src)
-            except RowError as exc:
-                problems.append((first, exc))
-            else:
-                yield self.mapped(first.line, record, max(row.end_line for row in group))
-                return
-        for row, exc in problems:
-            yield self.reject(src, row.line, RowError(
-                exc.field, f"{exc.reason}; payment {payment_id!r} was not loaded", exc.fix,
-            ), row.raw)
+        return self.from_grouped_csv(
+            rows, src, what="payment", header_keys=HEADER_KEYS, parse_header=_Header,
+            child_data=lambda row: {key: row[col] for col, key in CSV_APPLICATION.items() if row.get(col)},
+            parse_child=lambda data, header, _n: _Application(data, header.currency, _csv_name),
+            build=lambda header, applications, rows: _build(header, applications, rows, src),
+        )
 
 
 _CSV_NAMES = {value: key for key, value in CSV_APPLICATION.items()}

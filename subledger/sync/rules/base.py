@@ -71,6 +71,24 @@ class RuleContext:
     connections: list[ConnectionInfo]
     now: datetime
     identity_issues: list[Any] = field(default_factory=list)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def customer_map(self) -> dict[tuple[str, str], str]:
+        """(system, external id) -> canonical customer id. Read once per reconciliation:
+        identities are resolved before the rules run and no rule changes them."""
+        if "customer_map" not in self._memo:
+            from subledger.sync.identity import customer_map
+
+            self._memo["customer_map"] = customer_map(self.session)
+        return self._memo["customer_map"]
+
+    def system_ids(self) -> dict[str, dict[str, list[str]]]:
+        """canonical customer -> system -> that system's customer ids (read once, as above)."""
+        if "system_ids" not in self._memo:
+            from subledger.sync.expected import system_ids
+
+            self._memo["system_ids"] = system_ids(self.session)
+        return self._memo["system_ids"]
 
     def with_role(self, role: str) -> list[ConnectionInfo]:
         """Connections playing ``role``, by name."""

@@ -23,7 +23,7 @@ from subledger.core.db_types import decimal_text
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.invoice import Invoice, InvoiceLine
 from subledger.core.money import to_major
-from subledger.sync.expected import ExpectedContract, expected_contracts, system_ids
+from subledger.sync.expected import ExpectedContract, expected_contracts
 from subledger.sync.findings import finding_id
 from subledger.sync.rules.base import ActionDraft, Drift, Rule, RuleContext
 
@@ -81,7 +81,7 @@ def compare(ctx: RuleContext) -> tuple[list[ExpectedContract], _Comparison]:
         )
     )
     cmp = _Comparison()
-    ids = system_ids(ctx.session)
+    ids = ctx.system_ids()
     invoices = billed_invoices(ctx, billing)
     for ec in contracts:
         for rated in ec.periods:
@@ -213,7 +213,7 @@ class _BillingRule(Rule):
                     contract_id=ec.contract.id,
                     evidence=[evidence_ref(ec.contract.system, "contract", ec.contract.external_id)],
                 )
-        ids = system_ids(ctx.session)
+        ids = ctx.system_ids()
         target = _billing_target(ctx)
         for key in sorted(set(cmp.expected) | set(cmp.invoiced)):
             contract_id, start, charge = key

@@ -11,7 +11,6 @@ from subledger.core.model.base import evidence_ref
 from subledger.core.model.invoice import Invoice
 from subledger.core.model.payment import Payment, PaymentApplication
 from subledger.core.money import to_major
-from subledger.sync.identity import customer_map
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 from subledger.sync.rules.matching import erp_counterparts
 
@@ -26,7 +25,7 @@ class UnappliedPaymentRule(Rule):
         applied: dict[str, int] = defaultdict(int)
         for app in ctx.session.exec(select(PaymentApplication)).all():
             applied[app.payment_id] += app.amount_minor
-        customers = customer_map(ctx.session)
+        customers = ctx.customer_map()
         payments = ctx.session.exec(
             select(Payment).where(Payment.status == "succeeded").order_by(Payment.system, Payment.external_id)
         ).all()
@@ -57,7 +56,7 @@ class PaidInBillingOpenInErpRule(Rule):
         billing = [s for s in ctx.systems("billing") if s not in erp]
         if not erp or not billing:
             return
-        customers = customer_map(ctx.session)
+        customers = ctx.customer_map()
         invoices = ctx.session.exec(select(Invoice).where(Invoice.system.in_(billing), Invoice.status == "paid")).all()
         counterparts = erp_counterparts(ctx.session, erp)
         for inv in invoices:

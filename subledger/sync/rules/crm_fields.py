@@ -28,7 +28,6 @@ from subledger.core.money import to_major
 from subledger.core.rating import compile_terms, rate_periods
 from subledger.core.store.rating_inputs import store_usage
 from subledger.core.terms import load_terms
-from subledger.sync.expected import system_ids
 from subledger.sync.rules.base import ActionDraft, Drift, Rule, RuleContext
 
 FIELDS = ("usage_to_date", "overage_to_date", "last_invoice", "open_findings")
@@ -47,7 +46,7 @@ class CrmUsageFieldsRule(Rule):
             return
         metering = ctx.systems(ctx.settings.ownership.usage)
         billing = [s for s in ctx.systems(ctx.settings.ownership.invoices) if s not in ctx.systems("erp")]
-        ids = system_ids(ctx.session)
+        ids = ctx.system_ids()
         today = ctx.now.date()
         # Its own findings are left out of the count, or every write would change the count.
         open_counts = dict(

@@ -11,7 +11,6 @@ from subledger.core.model.contract import Contract
 from subledger.core.model.customer import Customer
 from subledger.core.model.invoice import Invoice, InvoiceLine
 from subledger.core.money import to_major
-from subledger.sync.identity import customer_map
 from subledger.sync.rules.base import ActionDraft, Drift, Rule, RuleContext
 from subledger.sync.rules.matching import erp_counterparts
 
@@ -35,7 +34,7 @@ class ContractWithoutBillingRule(Rule):
         crm, billing = _separate(ctx, "crm", "billing")
         if not crm or not billing:
             return
-        ids = customer_map(ctx.session)
+        ids = ctx.customer_map()
         contracts = ctx.session.exec(select(Contract).where(Contract.status.in_(LIVE_CONTRACT))).all()
         billed = {ids.get((c.system, c.customer_external_id)) for c in contracts if c.system in billing}
         for c in contracts:
@@ -64,7 +63,7 @@ class BillingCustomerWithoutContractRule(Rule):
         crm, billing = _separate(ctx, "crm", "billing")
         if not crm or not billing:
             return
-        ids = customer_map(ctx.session)
+        ids = ctx.customer_map()
         with_contract = {
             ids.get((c.system, c.customer_external_id))
             for c in ctx.session.exec(select(Contract).where(Contract.system.in_(crm))).all()
@@ -91,7 +90,7 @@ class InvoiceMissingFromErpRule(Rule):
         erp, billing = _separate(ctx, "erp", "billing")
         if not erp or not billing:
             return
-        ids = customer_map(ctx.session)
+        ids = ctx.customer_map()
         counterparts = erp_counterparts(ctx.session, erp)
         invoices = ctx.session.exec(
             select(Invoice).where(Invoice.system.in_(billing), Invoice.status.in_(LIVE_INVOICE)).order_by(Invoice.id)
@@ -167,7 +166,7 @@ class CustomerMissingFromErpRule(Rule):
         erp, billing = _separate(ctx, "erp", "billing")
         if not erp or not billing:
             return
-        ids = customer_map(ctx.session)
+        ids = ctx.customer_map()
         in_erp = {canonical for (system, _), canonical in ids.items() if system in erp}
         billed = ctx.session.exec(
             select(Invoice.system, Invoice.customer_external_id).where(Invoice.system.in_(billing)).distinct()

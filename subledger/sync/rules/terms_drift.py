@@ -29,7 +29,7 @@ from subledger.core.money import to_major
 from subledger.core.rating import RatingPlan, compile_terms, rate_periods
 from subledger.core.store.rating_inputs import store_usage
 from subledger.core.terms import load_terms
-from subledger.sync.expected import RATED_STATUSES, system_ids
+from subledger.sync.expected import RATED_STATUSES
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 
 
@@ -102,7 +102,7 @@ class TermsDriftRule(Rule):
         billing = [s for s in ctx.systems(ctx.settings.ownership.invoices) if s not in crm]
         if not crm or not billing:
             return
-        ids = system_ids(ctx.session)
+        ids = ctx.system_ids()
         canonical_of = {(s, e): c for c, systems in ids.items() for s, exts in systems.items() for e in exts}
         contracts = ctx.session.exec(select(Contract).where(Contract.status.in_(RATED_STATUSES))).all()
         billing_by_customer: dict[str, list[Contract]] = {}
@@ -176,7 +176,7 @@ class TermsDriftRule(Rule):
             return 0
         last = periods[-1]
         system = metering[0] if metering else None
-        ids = system_ids(ctx.session).get(canonical, {})
+        ids = ctx.system_ids().get(canonical, {})
         customer = (ids.get(system) or [None])[0] if system else None
         if customer is None:
             return 0

@@ -22,7 +22,6 @@ from subledger.core.model.contract import Contract
 from subledger.core.rating import compile_terms, rate_periods
 from subledger.core.store.rating_inputs import store_usage
 from subledger.core.terms import load_terms
-from subledger.sync.expected import system_ids
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 
 
@@ -38,7 +37,7 @@ class ThresholdRule(Rule):
         if not crm:
             return
         thresholds = sorted(ctx.settings.thresholds)
-        ids = system_ids(ctx.session)
+        ids = ctx.system_ids()
         canonical_of = {(s, e): c for c, systems in ids.items() for s, exts in systems.items() for e in exts}
         today = ctx.now.date()
         contracts = ctx.session.exec(

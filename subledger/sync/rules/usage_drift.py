@@ -11,7 +11,6 @@ from sqlmodel import select
 
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.usage import UsageRollup
-from subledger.sync.identity import customer_map
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 
 
@@ -36,7 +35,7 @@ class UsageDriftRule(Rule):
         if len(systems) < 2:
             return
         reference, others = systems[0], systems[1:]
-        ids = customer_map(ctx.session)
+        ids = ctx.customer_map()
         totals: dict[tuple[str, str, str, date], Decimal] = defaultdict(Decimal)
         for r in ctx.session.exec(select(UsageRollup).where(UsageRollup.system.in_(systems))).all():
             canonical = ids.get((r.system, r.customer_external_id))

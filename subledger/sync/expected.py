@@ -62,10 +62,14 @@ def expected_contracts(
     contract_systems: list[str],
     metering_system: str | None,
     through: date,
+    index: RollupIndex | None = None,
 ) -> Iterator[ExpectedContract]:
-    """Rate every ended billing period (ending on or before ``through``) of every contract."""
+    """Rate every ended billing period (ending on or before ``through``) of every contract.
+
+    ``index``: the metering system's rollups already in memory (built here when omitted).
+    """
     ids = system_ids(session)
-    index = RollupIndex(session, metering_system)
+    index = index or RollupIndex(session, metering_system)
     canonical_of = {(system, ext): c for c, systems in ids.items() for system, exts in systems.items() for ext in exts}
     contracts = session.exec(
         select(Contract)

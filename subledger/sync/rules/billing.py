@@ -78,6 +78,7 @@ def compare(ctx: RuleContext) -> tuple[list[ExpectedContract], _Comparison]:
             contract_systems=terms_systems,
             metering_system=metering[0] if metering else None,
             through=through,
+            index=ctx.rollup_index(metering[0] if metering else None),
         )
     )
     cmp = _Comparison()

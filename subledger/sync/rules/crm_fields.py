@@ -26,7 +26,6 @@ from subledger.core.model.finding import Finding
 from subledger.core.model.invoice import Invoice
 from subledger.core.money import to_major
 from subledger.core.rating import compile_terms, rate_periods
-from subledger.core.store.rating_inputs import store_usage
 from subledger.core.terms import load_terms
 from subledger.sync.rules.base import ActionDraft, Drift, Rule, RuleContext
 
@@ -59,8 +58,9 @@ class CrmUsageFieldsRule(Rule):
         contracts = ctx.session.exec(
             select(Contract).where(Contract.system.in_(crm), Contract.status == "active").order_by(Contract.id)
         ).all()
+        canonical_of = {(s, e): k for k, systems in ids.items() for s, exts in systems.items() for e in exts}
         for c in contracts:
-            canonical = next((k for k, v in ids.items() if c.customer_external_id in v.get(c.system, [])), None)
+            canonical = canonical_of.get((c.system, c.customer_external_id))
             customer = ctx.session.exec(
                 select(Customer).where(Customer.system == c.system, Customer.external_id == c.customer_external_id)
             ).first()
@@ -75,8 +75,7 @@ class CrmUsageFieldsRule(Rule):
                 continue
             system = metering[0] if metering else None
             usage_customer = (ids[canonical].get(system) or [c.customer_external_id])[0] if system else None
-            usage = store_usage(
-                ctx.session,
+            usage = ctx.usage(
                 usage_customer or c.customer_external_id,
                 [q for p in periods for q in plan.usage_queries(p)],
                 system,

@@ -27,7 +27,6 @@ from subledger.core.model.baseline import Baseline
 from subledger.core.model.contract import Contract
 from subledger.core.money import to_major
 from subledger.core.rating import RatingPlan, compile_terms, rate_periods
-from subledger.core.store.rating_inputs import store_usage
 from subledger.core.terms import load_terms
 from subledger.sync.expected import RATED_STATUSES
 from subledger.sync.rules.base import Drift, Rule, RuleContext
@@ -185,7 +184,7 @@ class TermsDriftRule(Rule):
             mine = [p for p in plan.periods(until=last.start) if p.start <= last.start]
             if not mine:
                 return 0
-            usage = store_usage(ctx.session, customer, [q for p in mine for q in plan.usage_queries(p)], system)
+            usage = ctx.usage(customer, [q for p in mine for q in plan.usage_queries(p)], system)
             totals.append(rate_periods(plan, usage, periods=mine)[-1].total)
         return totals[0] - totals[1]
 

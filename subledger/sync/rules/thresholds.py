@@ -20,7 +20,6 @@ from subledger.core.errors import ConfigError
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.contract import Contract
 from subledger.core.rating import compile_terms, rate_periods
-from subledger.core.store.rating_inputs import store_usage
 from subledger.core.terms import load_terms
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 
@@ -56,7 +55,7 @@ class ThresholdRule(Rule):
             customer = c.customer_external_id
             if system and canonical and ids.get(canonical, {}).get(system):
                 customer = ids[canonical][system][0]
-            usage = store_usage(ctx.session, customer, [q for p in periods for q in plan.usage_queries(p)], system)
+            usage = ctx.usage(customer, [q for p in periods for q in plan.usage_queries(p)], system)
             rated = rate_periods(plan, usage, periods=periods)[-1]
             period = rated.period
             measures: list[tuple[str, Decimal, Decimal, str]] = []  # (what, used, limit, unit)

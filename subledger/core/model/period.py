@@ -7,6 +7,7 @@ whatever code tries it; the recognition run posts late data in the first open pe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -37,10 +38,22 @@ class ClosedPeriodError(RuntimeError):
 make_immutable(AccountingPeriod, what="closed periods", instead="periods cannot be reopened")
 
 
+def refuse_closed_periods(connection: Any, periods: Iterable[str]) -> None:
+    """Raise :class:`ClosedPeriodError` when any of ``periods`` (YYYY-MM) is closed.
+
+    The ORM runs this for every entry it inserts; bulk inserts (which skip ORM events)
+    call it once for the whole batch.
+    """
+    wanted = sorted(set(periods))
+    if not wanted:
+        return
+    latest = connection.execute(select(func.max(AccountingPeriod.period))).scalar()
+    if latest is not None and wanted[0] <= latest:
+        raise ClosedPeriodError(
+            f"period {wanted[0]} is closed (closed through {latest}); post the correction in an open period"
+        )
+
+
 @event.listens_for(JournalEntry, "before_insert")
 def _refuse_closed_period(mapper: Mapper[Any], connection: Any, target: JournalEntry) -> None:
-    latest = connection.execute(select(func.max(AccountingPeriod.period))).scalar()
-    if latest is not None and target.period <= latest:
-        raise ClosedPeriodError(
-            f"period {target.period} is closed (closed through {latest}); post the correction in an open period"
-        )
+    refuse_closed_periods(connection, [target.period])

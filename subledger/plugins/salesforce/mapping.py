@@ -28,8 +28,9 @@ from subledger.core.errors import ConfigError
 
 TERM_OBJECTS = ("Contract", "Opportunity", "OpportunityLineItem", "Product2", "PricebookEntry")
 CONTRACT_LEVEL = ("start_date", "end_date", "currency", "billing_interval", "minimum_commitment",
-                  "minimum_commitment_period", "prepaid_credits")
-LINE_LEVEL = ("meter", "included_units", "overage_rate", "tiers", "tier_mode", "quantity", "unit_price",
+                  "minimum_commitment_period", "prepaid_credits", "prepaid_credits_expire")
+LINE_LEVEL = ("meter", "included_units", "overage_rate", "package_size", "tiers", "tier_mode", "quantity",
+              "unit_price",
               "charge_type", "billing_timing")
 WRITE_BACK_NAMES = ("usage_to_date", "overage_to_date", "last_invoice", "open_findings")
 _SOURCE = re.compile(r"^(Contract|Opportunity|OpportunityLineItem|Product2|PricebookEntry)\.[A-Za-z][A-Za-z0-9_]*$")
@@ -94,10 +95,16 @@ class TermsMapping(_Strict):
                                          "Opportunity.Minimum_Commitment_Period__c"))
     prepaid_credits: list[str] = Field(
         default_factory=lambda: _sources("Contract.Prepaid_Credits__c", "Opportunity.Prepaid_Credits__c"))
+    prepaid_credits_expire: list[str] = Field(
+        default_factory=lambda: _sources("Contract.Prepaid_Credits_Expire__c", "Opportunity.Prepaid_Credits_Expire__c"),
+        description="the date the prepaid credits expire (at its start); default: the day after the term ends")
     meter: list[str] = Field(default_factory=lambda: _sources("OpportunityLineItem.Meter__c", "Product2.Meter__c"))
     included_units: list[str] = Field(default_factory=lambda: _sources("OpportunityLineItem.Included_Units__c"))
     overage_rate: list[str] = Field(
         default_factory=lambda: _sources("OpportunityLineItem.Overage_Rate__c", "PricebookEntry.Overage_Rate__c"))
+    package_size: list[str] = Field(
+        default_factory=lambda: _sources("OpportunityLineItem.Package_Size__c", "PricebookEntry.Package_Size__c"),
+        description="units per package; the overage rate is then the price of one package (rounded up)")
     tiers: list[str] = Field(default_factory=lambda: _sources(
         "OpportunityLineItem.Pricing_Tiers__c", "PricebookEntry.Pricing_Tiers__c", "Product2.Pricing_Tiers__c"))
     tier_mode: list[str] = Field(

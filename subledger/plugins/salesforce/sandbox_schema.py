@@ -23,6 +23,8 @@ TERMS_FIELDS = {
     "Minimum_Commitment__c": "currency",
     "Minimum_Commitment_Period__c": "picklist",
     "Prepaid_Credits__c": "currency",
+    "Prepaid_Credits_Expire__c": "date",
+    "Package_Size__c": "double",
     "Billing_Interval__c": "picklist",
 }
 
@@ -82,7 +84,7 @@ SOBJECTS: dict[str, dict[str, Any]] = {
         "prefix": "01u", "label": "Price Book Entry",
         "fields": {**_AUDIT, "Pricebook2Id": "reference", "Product2Id": "reference", "UnitPrice": "currency",
                    "IsActive": "boolean", "CurrencyIsoCode": "picklist", "Overage_Rate__c": "double",
-                   "Pricing_Tiers__c": "textarea"},
+                   "Pricing_Tiers__c": "textarea", "Package_Size__c": "double"},
         "required": ["Product2Id", "UnitPrice"],
     },
     "Pricebook2": {

@@ -8,11 +8,12 @@ validated by :func:`subledger.core.terms.load_terms`) or problems out. Rules, al
   ``Usage``, or, without a charge type, when it names a meter; otherwise it is a
   **flat fee** of ``unit_price`` x ``quantity`` per billing period;
 * a usage line is priced by its tiers (JSON, ``tier_mode`` graduated or volume) or, without
-  tiers, per unit at its overage rate; its included units are an allotment per period. A
+  tiers, per unit at its overage rate, or, with a package size, per package of that many
+  units (rounded up) at its overage rate; its included units are an allotment per period. A
   usage line's own sales price, when not zero and not the field the overage rate is read
   from, is billed as a flat fee beside it;
 * ``minimum_commitment`` is a minimum per period (or per term), ``prepaid_credits`` a money
-  grant for the term;
+  grant from the term's start, expiring on ``prepaid_credits_expire`` (default: when the term ends);
 * any value the mapping cannot read (a malformed tier string, an unknown interval, a missing
   currency or meter) is a :class:`TermProblem` naming the record and the field, and the
   contract is not loaded: nothing is defaulted silently.
@@ -261,7 +262,10 @@ def build_terms(records: Records, mapping: SalesforceMapping) -> dict[str, Any]:
                         credits_source, "the prepaid credits")
         if amount > 0:
             grant: dict[str, Any] = {"id": "prepaid", "amount": amount, "category": "paid", "effective": start}
-            if end is not None:
+            expire_value, expire_source, expire_where = r.contract_level("prepaid_credits_expire")
+            if expire_value is not None:
+                grant["expires"] = _date(expire_value, expire_where, expire_source)
+            elif end is not None:
                 grant["expires"] = end + timedelta(days=1)
             doc["credits"] = [grant]
     doc["metadata"] = {"salesforce_opportunity": str(opp.get("Id"))}
@@ -314,8 +318,17 @@ def _line_components(r: _Reader, line: dict[str, Any], taken: set[str]) -> list[
                                   "use Graduated or Volume")
             component["price"] = {"model": mode, "tiers": parse_tiers(tiers_value, tiers_where, tiers_source)}
         elif rate_value is not None:
-            component["price"] = {"model": "per_unit",
-                                  "unit_price": _decimal(rate_value, rate_where, rate_source, "overage rate")}
+            rate = _decimal(rate_value, rate_where, rate_source, "overage rate")
+            size_value, size_source, size_where = r.first("package_size", line)
+            if size_value is None:
+                component["price"] = {"model": "per_unit", "unit_price": rate}
+            else:
+                size = _decimal(size_value, size_where, size_source, "package size")
+                if size != size.to_integral_value() or size < 1:
+                    raise TermProblem(size_where, size_source, size_value, "a package size must be a whole number "
+                                      "of units", "store a whole number such as 10000 (units per package)")
+                component["price"] = {"model": "package", "package_size": int(size), "package_price": rate,
+                                      "rounding": "up"}
         else:
             raise TermProblem(where, f"{rate_source}, {tiers_source}", None, "a usage line without an overage rate "
                               "or tiers", "set the overage rate (or the pricing tiers) of the line item")

@@ -64,6 +64,32 @@ def test_included_units_overage_rate_minimum_and_prepaid_credits_become_terms() 
     assert terms.metadata == {"salesforce_opportunity": "006A", "salesforce_contract": "800A"}
 
 
+def test_a_package_size_prices_the_line_per_package_of_that_many_units_rounded_up() -> None:
+    # 25.00 per package of 10,000 calls: 123,000 calls are 13 packages, 325.00.
+    records = Records(opp(), [line(Overage_Rate__c=Decimal("25.00"), Package_Size__c=Decimal(10000))], None,
+                      PRODUCTS)
+    price = load_terms(contract_of(records).terms).components[0].price
+    assert (price.model, price.package_size, price.package_price, price.rounding) == (
+        "package", 10000, Decimal("25.00"), "up")
+
+
+def test_a_package_size_that_is_not_a_whole_number_is_refused_naming_the_field() -> None:
+    records = Records(opp(), [line(Overage_Rate__c=Decimal("25"), Package_Size__c=Decimal("2.5"))], None, PRODUCTS)
+    with pytest.raises(TermProblem) as info:
+        contract_of(records)
+    assert "OpportunityLineItem.Package_Size__c" in str(info.value)
+    assert "whole number" in str(info.value)
+
+
+def test_prepaid_credits_expire_on_their_own_date_before_the_term_ends() -> None:
+    records = Records(opp(ContractId="800A"), [line(Overage_Rate__c=Decimal("0.01"))],
+                      {"Id": "800A", "StartDate": "2026-01-01", "EndDate": "2026-12-31", "StatusCode": "Activated",
+                       "Prepaid_Credits__c": Decimal("6000"), "Prepaid_Credits_Expire__c": "2026-07-01"}, PRODUCTS)
+    [credit] = load_terms(contract_of(records).terms).credits
+    assert (credit.amount, credit.category, credit.effective, credit.expires) == (
+        Decimal(6000), "paid", date(2026, 1, 1), date(2026, 7, 1))
+
+
 def test_tiers_from_the_price_book_entry_are_graduated_unless_the_line_says_volume() -> None:
     tiers = '[{"up_to": 1000, "unit_price": "0.05"}, {"up_to": null, "unit_price": "0.04", "flat_fee": "10"}]'
     entries = {"01uA": {"Id": "01uA", "Pricing_Tiers__c": tiers}}

@@ -9,6 +9,7 @@ from typing import Any
 from subledger.core.hookspecs import hookimpl
 from subledger.sync.rules.billing import OverBillingRule, UnbilledUsageRule
 from subledger.sync.rules.cash import PaidInBillingOpenInErpRule, UnappliedPaymentRule
+from subledger.sync.rules.credits import ExpiredCreditUnrecognizedRule
 from subledger.sync.rules.crm_fields import CrmUsageFieldsRule
 from subledger.sync.rules.identity import IdentityRule
 from subledger.sync.rules.journal import JournalNotInErpRule
@@ -37,6 +38,7 @@ BUILTIN_RULES = (
     ThresholdRule,
     CrmUsageFieldsRule,
     JournalNotInErpRule,
+    ExpiredCreditUnrecognizedRule,
 )
 
 

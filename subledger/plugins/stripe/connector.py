@@ -67,6 +67,14 @@ def _payment_object(event: dict[str, Any]) -> str | None:
     return obj.get("id") if obj.get("object") in ("charge", "refund") else None
 
 
+def _grant_object(event: dict[str, Any]) -> str | None:
+    """The grant an event changed: the grant itself, or the grant of a new credit balance transaction."""
+    obj = event["data"]["object"]
+    if obj.get("object") == "billing.credit_balance_transaction":
+        return ref_id(obj.get("credit_grant"))
+    return obj.get("id")
+
+
 FEEDS = {
     "customers": EventFeed(("customer.created", "customer.updated", "customer.deleted")),
     "meters": EventFeed(("billing.meter.created", "billing.meter.updated", "billing.meter.deactivated",
@@ -89,7 +97,8 @@ FEEDS = {
         "charge.updated", "charge.expired", "charge.refund.updated", "refund.created", "refund.updated",
         "refund.failed",
     ), object_id=_payment_object),
-    "credit_grants": EventFeed(("billing.credit_grant.created", "billing.credit_grant.updated")),
+    "credit_grants": EventFeed(("billing.credit_grant.created", "billing.credit_grant.updated",
+                                "billing.credit_balance_transaction.created"), object_id=_grant_object),
 }
 
 
@@ -169,6 +178,7 @@ class StripeConnector(Connector):
         self._http_client = http_client
         self._api: StripeApi | None = None
         self._catalog: _Catalog | None = None
+        self._txn_grants: dict[str, str] = {}  # credit balance transaction -> its grant (immutable)
 
     @property
     def api(self) -> StripeApi:
@@ -375,7 +385,8 @@ class StripeConnector(Connector):
                     prices[pid] = (self.catalog.price(pid) or {}) if isinstance(price, str) else price
             meters = self.catalog.meters_for(prices.values())
             record, children = mapping.invoice(obj, lines, system, prices=prices,
-                                               meter_keys={mid: m["event_name"] for mid, m in meters.items()})
+                                               meter_keys={mid: m["event_name"] for mid, m in meters.items()},
+                                               credit_grants=self._credit_grants_of(obj, lines))
             yield RecordGroup(record, children)
         elif stream == "credit_notes":
             yield mapping.credit_note(obj, self._all_lines(obj, "credit_note"), system)
@@ -390,7 +401,31 @@ class StripeConnector(Connector):
                 record, apps = mapping.charge(obj, system)
             yield RecordGroup(record, apps)
         elif stream == "credit_grants":
-            yield mapping.credit_grant(obj, system)
+            transactions = list(self.api.list_all(
+                f"list credit balance transactions of {obj['id']}",
+                lambda q: self.api.v1.billing.credit_balance_transactions.list(params=q),
+                {"customer": ref_id(obj["customer"]), "credit_grant": obj["id"]},
+            ))
+            grant = mapping.credit_grant(obj, system, transactions)
+            yield RecordGroup(grant, mapping.credit_ledger(obj, transactions, system, grant.id))
+
+    def _credit_grants_of(self, obj: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, str]:
+        """The grant of every credit balance transaction applied to the invoice's lines.
+
+        Transactions never change, so they are remembered: the first invoice of a customer
+        with credits applied lists that customer's transactions once (a page holds 100);
+        a transaction newer than that list lists them again.
+        """
+        wanted = {txn for line in lines for txn, _, grant in mapping.credits_applied(line) if grant is None}
+        customer = ref_id(obj.get("customer"))
+        missing = wanted - self._txn_grants.keys()
+        if missing and customer:
+            self._txn_grants.update({
+                t["id"]: ref_id(t["credit_grant"]) for t in self.api.list_all(
+                    f"list credit balance transactions of {customer}",
+                    lambda q: self.api.v1.billing.credit_balance_transactions.list(params=q), {"customer": customer})
+            })
+        return {txn: self._txn_grants[txn] for txn in wanted if txn in self._txn_grants}
 
     def _all_lines(self, obj: dict[str, Any], kind: str) -> list[dict[str, Any]]:
         """Every line: the embedded first page, then the rest from the lines endpoint."""

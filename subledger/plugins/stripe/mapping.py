@@ -16,6 +16,7 @@ from typing import Any
 from subledger.core.db_types import utcnow
 from subledger.core.model import (
     CreditGrant,
+    CreditLedgerEntry,
     CreditNote,
     Customer,
     Invoice,
@@ -242,6 +243,29 @@ def line_kind(line: dict[str, Any], price: dict[str, Any] | None) -> str:
     return "other"
 
 
+GRANT_LINK_KEY = "subledger_credit_grant"
+"""Metadata on an invoice line (or its invoice item) naming the credit grant the line sells."""
+
+
+def credits_applied(line: dict[str, Any]) -> list[tuple[str, int, str | None]]:
+    """The billing credits applied to a line before tax: (transaction id, amount, grant id if expanded)."""
+    found = []
+    for entry in line.get("pretax_credit_amounts") or []:
+        if entry.get("type") != "credit_balance_transaction" or not entry.get("credit_balance_transaction"):
+            continue
+        txn = entry["credit_balance_transaction"]
+        grant = ref_id(txn.get("credit_grant")) if isinstance(txn, dict) else None
+        found.append((str(ref_id(txn)), int(entry.get("amount") or 0), grant))
+    return found
+
+
+def line_grant_link(line: dict[str, Any]) -> str | None:
+    """The credit grant a line sells: ``metadata.subledger_credit_grant`` of the line or its invoice item."""
+    item = line.get("invoice_item")
+    return _link(line.get("metadata"), GRANT_LINK_KEY) or (
+        _link(item.get("metadata"), GRANT_LINK_KEY) if isinstance(item, dict) else None)
+
+
 def invoice(
     obj: dict[str, Any],
     lines: list[dict[str, Any]],
@@ -249,11 +273,16 @@ def invoice(
     *,
     prices: dict[str, dict[str, Any]] | None = None,
     meter_keys: dict[str, str] | None = None,
+    credit_grants: dict[str, str] | None = None,
 ) -> tuple[Invoice, list[InvoiceLine]]:
     """An invoice and its lines. ``lines`` is the complete list (``obj['lines']`` holds 10 at most).
 
     ``prices`` (by id) fills in prices a newer API version leaves unexpanded;
-    ``meter_keys`` maps meter ids to their event names.
+    ``meter_keys`` maps meter ids to their event names; ``credit_grants`` maps credit
+    balance transaction ids to their grant (for credits applied whose transaction is not
+    expanded). Billing credits applied to a line become a ``credit`` line right after it
+    (``-amount``, same service period, component and meter), so the lines add up to the
+    invoice's total before tax.
     """
     cur = currency_code(obj["currency"])
     invoice_id = record_id("inv", system, obj["id"])
@@ -280,7 +309,9 @@ def invoice(
             starts.append(start)
         if end:
             ends.append(end)
-        mapped.append(InvoiceLine(
+        line_ref = evidence_ref(system, "invoice_line", line.get("id") or f"{obj['id']}#{n}", invoice=obj["id"])
+        sold = line_grant_link(line)
+        base = InvoiceLine(
             invoice_id=invoice_id,
             line_key=line.get("id") or str(n),
             kind=line_kind(line, price),
@@ -295,8 +326,32 @@ def invoice(
             service_start=start,
             service_end=end,
             proration=line_proration(line),
-            evidence=[evidence_ref(system, "invoice_line", line.get("id") or f"{obj['id']}#{n}", invoice=obj["id"])],
-        ))
+            evidence=[line_ref, *([evidence_ref(system, "credit_grant", sold)] if sold else [])],
+        )
+        mapped.append(base)
+        for txn_id, amount, grant_id in credits_applied(line):
+            grant_id = grant_id or (credit_grants or {}).get(txn_id)
+            if not grant_id:
+                raise UnmappableError(
+                    f"credit balance transaction {txn_id} applied to line {base.line_key} names no credit grant",
+                    fix="check the transaction in Stripe (GET /v1/billing/credit_balance_transactions/{id})",
+                    field="lines.pretax_credit_amounts",
+                )
+            mapped.append(InvoiceLine(
+                invoice_id=invoice_id,
+                line_key=f"{base.line_key}:credit:{txn_id}",
+                kind="credit",
+                description=f"Billing credits applied ({grant_id})"[:1024],
+                component=base.component,
+                meter=base.meter,
+                amount_minor=-minor(amount, cur),
+                currency=cur,
+                service_start=start,
+                service_end=end,
+                proration=base.proration,
+                evidence=[line_ref, evidence_ref(system, "credit_balance_transaction", txn_id),
+                          evidence_ref(system, "credit_grant", grant_id)],
+            ))
     transitions = obj.get("status_transitions") or {}
     tax = obj.get("tax")
     if tax is None and obj.get("total_taxes"):
@@ -435,7 +490,51 @@ def refund(obj: dict[str, Any], system: str, *, charge_obj: dict[str, Any] | Non
 # -- credit grants ------------------------------------------------------------------------
 
 
-def credit_grant(obj: dict[str, Any], system: str) -> CreditGrant:
+# credit balance transaction (credit.type / debit.type) -> ledger entry kind
+LEDGER_KINDS = {
+    "credits_granted": "grant",
+    "credits_application_invoice_voided": "reversal",
+    "credits_applied": "draw_down",
+    "credits_expired": "expiry",
+    "credits_voided": "void",
+}
+
+
+def credit_ledger(obj: dict[str, Any], transactions: list[dict[str, Any]], system: str, grant_id: str
+                  ) -> list[CreditLedgerEntry]:
+    """A grant's credit balance transactions (as listed: newest first) as ledger entries, oldest first.
+
+    Signed: credits positive, debits negative.
+    """
+    entries = []
+    for txn in sorted(reversed(transactions), key=lambda t: (t.get("effective_at") or 0, t.get("created") or 0)):
+        side = txn.get("credit") if txn.get("type") == "credit" else txn.get("debit")
+        kind = LEDGER_KINDS.get((side or {}).get("type") or "")
+        amount = (side or {}).get("amount") or {}
+        if txn.get("type") not in ("credit", "debit") or kind is None or amount.get("type") != "monetary":
+            raise UnmappableError(
+                f"credit balance transaction {txn['id']} of grant {obj['id']} has an unsupported type "
+                f"({txn.get('type')}/{(side or {}).get('type')}/{amount.get('type')})",
+                fix="tell subledger's maintainers about this transaction type; the grant is kept out until then",
+                field="credit_balance_transaction.type",
+            )
+        cur = currency_code(amount["monetary"]["currency"])
+        value = minor(amount["monetary"]["value"], cur)
+        entries.append(CreditLedgerEntry(
+            entry_key=f"stripe:{system}:{txn['id']}"[:128],
+            grant_id=grant_id,
+            kind=kind,
+            amount_minor=value if txn["type"] == "credit" else -value,
+            currency=cur,
+            occurred_at=ts(txn.get("effective_at") or txn.get("created")),  # type: ignore[arg-type]
+            evidence=[evidence_ref(system, "credit_balance_transaction", txn["id"])],
+        ))
+    return entries
+
+
+def credit_grant(obj: dict[str, Any], system: str, transactions: list[dict[str, Any]] | None = None
+                 ) -> CreditGrant:
+    """The grant; its payload hash covers ``transactions`` too, so a new one rewrites the ledger."""
     amount = obj.get("amount") or {}
     if amount.get("type") != "monetary":
         raise UnmappableError(
@@ -455,7 +554,8 @@ def credit_grant(obj: dict[str, Any], system: str) -> CreditGrant:
         system=system,
         external_id=obj["id"],
         fetched_at=utcnow(),
-        payload_hash=_hash(obj),
+        payload_hash=_hash(obj if transactions is None else
+                           {"credit_grant": obj, "transactions": sorted(t["id"] for t in transactions)}),
         customer_external_id=ref_id(obj["customer"]) or "",
         category=obj.get("category") or "paid",
         currency=cur,

@@ -46,6 +46,7 @@ from subledger.core.sandbox import (
 from subledger.plugins.stripe import (
     sandbox_billing,
     sandbox_catalog,
+    sandbox_credits,
     sandbox_metering,
     sandbox_payments,
     sandbox_webhooks,
@@ -90,6 +91,8 @@ RESOURCES: list[tuple[str, str]] = sorted(
         ("/v1/billing/meter_events", "billing_meters"),
         ("/v1/billing/meter_event_adjustments", "billing_meters"),
         ("/v1/billing/credit_grants", "billing_credit_grants"),
+        ("/v1/billing/credit_balance_transactions", "billing_credit_grants"),
+        ("/v1/billing/credit_balance_summary", "billing_credit_grants"),
     ],
     key=lambda item: -len(item[0]),
 )
@@ -145,6 +148,7 @@ class StripeSandbox(Sandbox):
         sandbox_billing.routes(self, router)
         sandbox_payments.routes(self, router)
         sandbox_metering.routes(self, router)
+        sandbox_credits.routes(self, router)
         sandbox_webhooks.routes(self, router)
         router.add("GET", "/v1/events", self._list_events)
         router.add("GET", "/v1/events/{id}", self._get_event)
@@ -383,6 +387,7 @@ class StripeSandbox(Sandbox):
         if etype and types:
             raise error(400, "You may only specify one of these parameters: type, types.", param="types")
         created = created_filter(p)
+        sandbox_credits.settle(self)  # expiries due by now have happened (and have their events)
 
         def where(evt: dict[str, Any]) -> bool:
             if not created(evt):
@@ -404,11 +409,12 @@ class StripeSandbox(Sandbox):
     def seed(self, fixture: dict[str, Any]) -> dict[str, int]:
         """Create objects from a fixture (see ``docs/sandboxes.md``); returns counts per kind.
 
-        Kinds, created in this order: customers, products, prices, meters, subscriptions,
-        invoiceitems, invoices, meter_events, credit_grants, payment_intents, refunds,
-        credit_notes, webhook_endpoints. Each entry is the create call's parameters (as
+        Kinds, created in this order: customers, products, meters, prices, meter_events,
+        credit_grants, subscriptions, invoiceitems, invoices, credit_notes, payment_intents,
+        refunds, webhook_endpoints. Each entry is the create call's parameters (as
         nested JSON, amounts as integers), plus optional ``id`` and ``created``; invoices
-        also take ``finalize`` / ``pay`` / ``void`` flags and ``lines`` (invoice items).
+        also take ``finalize`` / ``pay`` (or ``paid``) / ``void`` flags and ``lines`` (or
+        ``items``: invoice items).
         A ``clock`` key (Unix seconds) sets the sandbox time first.
         """
         from subledger.plugins.stripe import sandbox_seed
@@ -420,11 +426,13 @@ class StripeSandbox(Sandbox):
         with self.store.lock:
             self.clock.advance(seconds)
             sandbox_billing.bill_due_subscriptions(self)
+            sandbox_credits.settle(self)
 
     def catch_up(self) -> None:
         """Bill every subscription period that ended at the current clock time."""
         with self.store.lock:
             sandbox_billing.bill_due_subscriptions(self)
+            sandbox_credits.settle(self)
 
     def _build_control_routes(self, r: Router) -> None:
         super()._build_control_routes(r)

@@ -678,9 +678,13 @@ def _add_line(sb: StripeSandbox, inv: dict[str, Any], fields: dict[str, Any]) ->
 
 
 def _recompute(sb: StripeSandbox, inv: dict[str, Any]) -> None:
+    from subledger.plugins.stripe.sandbox_credits import credited
+
     subtotal = sum((sb.store.get("invoice_lines", lid) or {}).get("amount", 0) for lid in inv["_lines"])
-    inv["subtotal"] = inv["subtotal_excluding_tax"] = inv["total"] = inv["total_excluding_tax"] = subtotal
-    due = max(0, subtotal - inv["pre_payment_credit_notes_amount"] + inv["starting_balance"])
+    inv["subtotal"] = inv["subtotal_excluding_tax"] = subtotal
+    total = subtotal - credited(inv)  # billing credits apply before tax
+    inv["total"] = inv["total_excluding_tax"] = total
+    due = max(0, total - inv["pre_payment_credit_notes_amount"] + inv["starting_balance"])
     inv["amount_due"] = due
     inv["amount_remaining"] = max(0, due - inv["amount_paid"])
 
@@ -825,8 +829,12 @@ def delete_invoice(sb: StripeSandbox, call: Call) -> dict[str, Any]:
 
 
 def finalize(sb: StripeSandbox, inv: dict[str, Any], *, at: int | None = None, request: Any = None) -> None:
-    """Draft -> open (or paid when nothing is due): number, due date, hosted URL."""
+    """Draft -> open (or paid when nothing is due): credit grants applied, number, due date, hosted URL."""
+    from subledger.plugins.stripe.sandbox_credits import apply_to_invoice
+
     now = at or sb.now()
+    if apply_to_invoice(sb, inv, now, request=request):
+        _recompute(sb, inv)
     customer = sb.store.get("customers", inv["customer"]) or {}
     seq = customer.get("next_invoice_sequence", 1)
     customer["next_invoice_sequence"] = seq + 1
@@ -903,11 +911,19 @@ def pay_endpoint(sb: StripeSandbox, call: Call) -> dict[str, Any]:
 def void_invoice(sb: StripeSandbox, call: Call) -> dict[str, Any]:
     p = Params(call.params, ())
     inv = _open_invoice(sb, call["id"])
+    void(sb, inv, sb.now(), request=call.request)
+    return sb.respond("invoices", inv, p)
+
+
+def void(sb: StripeSandbox, inv: dict[str, Any], at: int, *, request: Any = None) -> None:
+    """Open -> void; credits the invoice used go back to their grants."""
+    from subledger.plugins.stripe.sandbox_credits import invoice_voided
+
     inv["status"] = "void"
     inv["amount_remaining"] = 0
-    inv["status_transitions"]["voided_at"] = sb.now()
-    sb.emit("invoice.voided", "invoices", inv, {"status": "open"}, request=call.request)
-    return sb.respond("invoices", inv, p)
+    inv["status_transitions"]["voided_at"] = at
+    sb.emit("invoice.voided", "invoices", inv, {"status": "open"}, request=request, created=at)
+    invoice_voided(sb, inv, at, request=request)
 
 
 def mark_uncollectible(sb: StripeSandbox, call: Call) -> dict[str, Any]:

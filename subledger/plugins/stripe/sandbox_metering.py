@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from subledger.core.sandbox import Call, Router
+from subledger.plugins.stripe import sandbox_credits
 from subledger.plugins.stripe.sandbox_support import (
     LIST_PARAMS,
     Params,
@@ -52,8 +53,7 @@ def routes(sb: StripeSandbox, r: Router) -> None:
         "amount", "applicability_config", "category", "customer", "effective_at", "expires_at", "metadata",
         "name", "priority")), c))
     r.add("GET", "/v1/billing/credit_grants", lambda c: list_credit_grants(sb, c))
-    r.add("GET", "/v1/billing/credit_grants/{id}", lambda c: sb.respond(
-        "credit_grants", sb.require("credit_grants", c["id"], "credit grant"), Params(c.params, ())))
+    r.add("GET", "/v1/billing/credit_grants/{id}", lambda c: get_credit_grant(sb, c))
     r.add("POST", "/v1/billing/credit_grants/{id}", lambda c: update_credit_grant(sb, c))
     r.add("POST", "/v1/billing/credit_grants/{id}/expire", lambda c: end_credit_grant(sb, c, "expires_at"))
     r.add("POST", "/v1/billing/credit_grants/{id}/void", lambda c: end_credit_grant(sb, c, "voided_at"))
@@ -313,7 +313,7 @@ def create_credit_grant(sb: StripeSandbox, p: Params, call: Call | None = None, 
     expires = p.int("expires_at")
     if expires is not None and expires <= effective:
         raise invalid("expires_at", "expires_at must be after effective_at.")
-    scope_doc: dict[str, Any] = {"price_type": price_type} if price_type else {}
+    scope_doc: dict[str, Any] = {"price_type": price_type}
     if prices:
         scope_doc["prices"] = [{"id": str((pr or {}).get("id"))} for pr in prices if isinstance(pr, dict)]
     grant = {
@@ -344,14 +344,21 @@ def create_credit_grant(sb: StripeSandbox, p: Params, call: Call | None = None, 
     sb.store.put("credit_grants", grant)
     sb.emit("billing.credit_grant.created", "credit_grants", grant, request=call.request if call else None,
             created=now)
+    sandbox_credits.grant_created(sb, grant, request=call.request if call else None)
     return sb.respond("credit_grants", grant, p)
 
 
 def list_credit_grants(sb: StripeSandbox, call: Call) -> dict[str, Any]:
     p = Params(call.params, (*LIST_PARAMS, "customer"))
+    sandbox_credits.settle(sb)
     customer = p.str("customer")
     return list_object(sb, p, "credit_grants", "/v1/billing/credit_grants", label="credit grant",
                        where=lambda o: customer is None or o["customer"] == customer)
+
+
+def get_credit_grant(sb: StripeSandbox, call: Call) -> dict[str, Any]:
+    sandbox_credits.settle(sb)
+    return sb.respond("credit_grants", sb.require("credit_grants", call["id"], "credit grant"), Params(call.params, ()))
 
 
 def update_credit_grant(sb: StripeSandbox, call: Call) -> dict[str, Any]:
@@ -376,7 +383,12 @@ def end_credit_grant(sb: StripeSandbox, call: Call, field: str) -> dict[str, Any
     now = sb.now()
     if field == "expires_at" and grant["expires_at"] is not None and grant["expires_at"] <= now:
         raise error(400, "This credit grant has already expired.")
+    previous = grant[field]
     grant[field] = now
     grant["updated"] = now
-    sb.emit("billing.credit_grant.updated", "credit_grants", grant, {field: None}, request=call.request)
+    sb.emit("billing.credit_grant.updated", "credit_grants", grant, {field: previous}, request=call.request)
+    if field == "voided_at":
+        sandbox_credits.grant_voided(sb, grant, request=call.request)
+    else:
+        sandbox_credits.settle(sb, now)
     return sb.respond("credit_grants", grant, p)

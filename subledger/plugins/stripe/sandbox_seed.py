@@ -6,10 +6,13 @@ optional ``id`` and ``created`` (Unix seconds) to pin identities and history. Ob
 created through the same code as API calls, so they are complete and emit events.
 
 Order (so references resolve and history bills correctly): customers, products, meters,
-prices, meter_events, subscriptions, invoiceitems, invoices, credit_notes,
-payment_intents, refunds, credit_grants, webhook_endpoints. Subscriptions created in the
-past are billed period by period up to the sandbox clock, metered items from the seeded
-meter events. Meter events in a seed may be older than Stripe's 35-day window.
+prices, meter_events, credit_grants, subscriptions, invoiceitems, invoices, credit_notes,
+payment_intents, refunds, webhook_endpoints. Subscriptions created in the past are billed
+period by period up to the sandbox clock, metered items from the seeded meter events, and
+the seeded credit grants pay their metered lines (grants come before subscriptions for
+that). Meter events in a seed may be older than Stripe's 35-day window. An invoice's
+``lines`` carry ``metadata`` (e.g. ``subledger_credit_grant`` on the line that sells a
+grant) and ``period``; ``pay: true`` pays it (``paid: true`` is accepted as the same).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
     from subledger.plugins.stripe.sandbox import StripeSandbox
 
 KINDS = (
-    "customers", "products", "meters", "prices", "meter_events", "subscriptions", "invoiceitems", "invoices",
-    "credit_notes", "payment_intents", "refunds", "credit_grants", "webhook_endpoints",
+    "customers", "products", "meters", "prices", "meter_events", "credit_grants", "subscriptions", "invoiceitems",
+    "invoices", "credit_notes", "payment_intents", "refunds", "webhook_endpoints",
 )
 _PINNED = ("id", "created")
 
@@ -133,8 +136,10 @@ def _meter_event(sb: StripeSandbox, entry: dict[str, Any], pinned: dict[str, Any
 
 
 def _invoice(sb: StripeSandbox, entry: dict[str, Any], pinned: dict[str, Any]) -> None:
+    if "paid" in entry:  # ``paid: true`` reads naturally for a settled purchase
+        entry.setdefault("pay", entry.pop("paid"))
     flags = {k: bool(entry.pop(k)) for k in ("finalize", "pay", "void", "paid_out_of_band") if k in entry}
-    lines = entry.pop("lines", [])
+    lines = entry.pop("lines", None) or entry.pop("items", [])
     body = sandbox_billing.create_invoice(sb, Params(entry, sandbox_billing.INVOICE_PARAMS), **pinned)
     inv = sb.store.get("invoices", body["id"])
     assert inv is not None
@@ -153,7 +158,4 @@ def _invoice(sb: StripeSandbox, entry: dict[str, Any], pinned: dict[str, Any]) -
     if flags.get("pay") and inv["status"] == "open":
         sandbox_billing.pay(sb, inv, out_of_band=flags.get("paid_out_of_band", False), at=at)
     if flags.get("void") and inv["status"] == "open":
-        inv["status"] = "void"
-        inv["amount_remaining"] = 0
-        inv["status_transitions"]["voided_at"] = at or sb.now()
-        sb.emit("invoice.voided", "invoices", inv, {"status": "open"}, created=at)
+        sandbox_billing.void(sb, inv, at or sb.now())

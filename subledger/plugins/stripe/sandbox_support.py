@@ -46,6 +46,7 @@ PREFIXES: dict[str, str] = {
     "evt_": "events",
     "mtr_": "meters",
     "credgr_": "credit_grants",
+    "cbtxn_": "credit_balance_transactions",
     "we_": "webhook_endpoints",
 }
 
@@ -65,6 +66,11 @@ EXPANDABLE: dict[str, set[str]] = {
     "payment_intent": {"customer", "invoice", "latest_charge"},
     "refund": {"charge", "payment_intent"},
     "billing.credit_grant": {"customer"},
+    "billing.credit_balance_transaction": {"credit_grant"},
+    "billing.credit_balance_summary": {"customer"},
+    # entries of lists inside an object (``lines.data.pretax_credit_amounts.credit_balance_transaction``)
+    "line_item.pretax_credit_amounts": {"credit_balance_transaction"},
+    "invoice.total_pretax_credit_amounts": {"credit_balance_transaction"},
     "billing.meter": set(),
     "event": set(),
     "list": {"data"},
@@ -341,12 +347,19 @@ def expand(sb: StripeSandbox, body: dict[str, Any], paths: list[str]) -> dict[st
     return result
 
 
-def _expand_path(sb: StripeSandbox, obj: Any, parts: list[str], full: str) -> None:
+def _expand_path(sb: StripeSandbox, obj: Any, parts: list[str], full: str, kind: str | None = None) -> None:
     if not parts or not isinstance(obj, dict):
         return
     head, rest = parts[0], parts[1:]
-    kind = obj.get("object", "")
-    kind = kind if isinstance(kind, str) else ""
+    if kind is None:
+        kind = obj.get("object", "")
+        kind = kind if isinstance(kind, str) else ""
+    entries = obj.get(head)
+    if rest and f"{kind}.{head}" in EXPANDABLE:
+        # a list of plain hashes, e.g. a line's pretax credit amounts (absent when there are none)
+        for entry in entries if isinstance(entries, list) else []:
+            _expand_path(sb, entry, rest, full, f"{kind}.{head}")
+        return
     if kind == "list" and head == "data":
         for item in obj.get("data", []):
             _expand_path(sb, item, rest, full)

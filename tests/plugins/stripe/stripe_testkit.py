@@ -28,6 +28,8 @@ NEWER_OBJECTS = {
     "billing.meter_event": "billing.meter_event",
     "billing.meter_event_summary": "billing.meter_event_summary",
     "billing.credit_grant": "billing.credit_grant",
+    "billing.credit_balance_transaction": "billing.credit_balance_transaction",
+    "billing.credit_balance_summary": "billing.credit_balance_summary",
 }
 
 

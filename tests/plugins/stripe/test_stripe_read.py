@@ -120,7 +120,8 @@ def test_credit_notes_grants_and_meters(now: int, connect: Callable[..., StripeC
     connector = connect()
     [note] = records(read(connector, "credit_notes")[0])
     assert (note.invoice_external_id, note.total_minor, note.reason) == ("in_globex_onboarding", 500, "order_change")
-    [grant] = records(read(connector, "credit_grants")[0])
+    [group] = records(read(connector, "credit_grants")[0])
+    grant = group.record
     assert (grant.amount_minor, grant.currency, grant.category, grant.cost_basis, grant.priority) == (
         10000, "USD", "paid", Decimal(1), 50)
     [meter] = records(read(connector, "meters")[0])

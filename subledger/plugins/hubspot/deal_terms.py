@@ -1,8 +1,9 @@
 """A closed-won deal and its line items, as a canonical contract-terms document (pure, no I/O).
 
 Deal properties give the contract's currency, term dates, billing interval, minimum
-commitment and prepaid credits; each line item is one component: a usage component when it
-names a meter (included units, overage rate or tiers), else a recurring flat fee (price x
+commitment and prepaid credits (and when they expire); each line item is one component: a usage
+component when it names a meter (included units, an overage rate per unit or, with a package size,
+per package, or tiers), else a recurring flat fee (price x
 quantity per billing frequency). A term the line item leaves empty is read from its product.
 
 Nothing is guessed: a value the mapping cannot read (a malformed tier string, a missing
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -172,7 +173,21 @@ def _usage_component(li: _Reader, product: _Reader | None, meter: str, m: HubSpo
         rate = rate_at[0].decimal(rate_at[1])
         if rate is None:
             return None
-        component["price"] = {"model": "per_unit", "unit_price": str(rate)}
+        size_at = pick(lm.package_size, pm.package_size) if lm.package_size else None
+        if size_at is None:
+            component["price"] = {"model": "per_unit", "unit_price": str(rate)}
+        else:
+            # With a package size the overage rate is the price of one package, a partial one rounded up.
+            reader, prop = size_at
+            size = reader.decimal(prop)
+            if size is None:
+                return None
+            if size != size.to_integral_value() or size < 1:
+                reader.fail(prop, reader.raw(prop), "a package size must be a whole number of units",
+                            f"write {prop} as a whole number such as 10000 (units per package)")
+                return None
+            component["price"] = {"model": "package", "package_size": str(int(size)), "package_price": str(rate),
+                                  "rounding": "up"}
     else:
         li.fail(lm.overage_rate, None, f"the usage line for meter {meter!r} has no overage rate and no tiers",
                 f"set {lm.overage_rate} or {lm.tiers} on the line item or its product")
@@ -267,7 +282,14 @@ def deal_terms(
     if (minimum := d.decimal(m_deal.minimum_commitment)) is not None and minimum > 0:
         doc["commitments"] = [{"id": "minimum", "kind": "minimum", "amount": str(minimum), "per": dm.minimum_per}]
     if (prepaid := d.decimal(m_deal.prepaid_credits)) is not None and prepaid > 0:
-        doc["credits"] = [{"id": "prepaid", "amount": str(prepaid), "category": "paid"}]
+        grant: dict[str, Any] = {"id": "prepaid", "amount": str(prepaid), "category": "paid"}
+        # The first day the credits can no longer be used; by default the day after the term ends.
+        expires = d.day(m_deal.prepaid_credits_expire) if m_deal.prepaid_credits_expire else None
+        if expires is None and end is not None:
+            expires = end + timedelta(days=1)
+        if expires is not None:  # effective from the start (the default), said so the expiry is checked against it
+            grant.update(effective=start.isoformat() if start else None, expires=expires.isoformat())
+        doc["credits"] = [grant]
     if problems:
         return None, problems
     try:
@@ -285,6 +307,7 @@ def _blame(message: str, mapping: HubSpotMapping) -> str:
     for needle, prop in (("tiers", m.line_item.tiers), ("unit_price", m.line_item.overage_rate),
                          ("end_date", m.deal.end_date), ("start_date", m.deal.start_date),
                          ("currency", m.deal.currency), ("commitments", m.deal.minimum_commitment or ""),
+                         ("expires", m.deal.prepaid_credits_expire or ""),
                          ("credits", m.deal.prepaid_credits or ""), ("amount", m.line_item.price)):
         if needle in message:
             return prop

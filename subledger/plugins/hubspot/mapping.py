@@ -36,10 +36,12 @@ deal:
   minimum_commitment: subledger_minimum_commitment  # money per minimum_per
   minimum_per: period                   # period or term
   prepaid_credits: subledger_prepaid_credits       # money, usable over the term
+  prepaid_credits_expire: subledger_prepaid_credits_expire  # first day the credits are gone; empty: day after term end
 line_item:
   meter: subledger_meter                # set: a usage line; empty: a recurring flat fee
   included_units: subledger_included_units
   overage_rate: subledger_overage_rate  # price per unit above the included units
+  package_size: subledger_package_size  # units per package: the overage rate is then a package's price (rounded up)
   tiers: subledger_tiers                # "1000:0.02; 10000:0.015; inf:0.01" (up_to:unit_price[+flat_fee])
   tier_model: subledger_tier_model      # graduated (default) or volume
   price: price
@@ -50,6 +52,7 @@ product:                                # read when the line item leaves the ter
   meter: subledger_meter
   included_units: subledger_included_units
   overage_rate: subledger_overage_rate
+  package_size: subledger_package_size
   tiers: subledger_tiers
 """
 
@@ -83,12 +86,14 @@ class DealMapping(_Strict):
     minimum_commitment: str | None = "subledger_minimum_commitment"
     minimum_per: Literal["period", "term"] = "period"
     prepaid_credits: str | None = "subledger_prepaid_credits"
+    prepaid_credits_expire: str | None = "subledger_prepaid_credits_expire"
 
 
 class LineItemMapping(_Strict):
     meter: str = "subledger_meter"
     included_units: str = "subledger_included_units"
     overage_rate: str = "subledger_overage_rate"
+    package_size: str | None = "subledger_package_size"
     tiers: str = "subledger_tiers"
     tier_model: str = "subledger_tier_model"
     price: str = "price"
@@ -101,6 +106,7 @@ class ProductMapping(_Strict):
     meter: str | None = "subledger_meter"
     included_units: str | None = "subledger_included_units"
     overage_rate: str | None = "subledger_overage_rate"
+    package_size: str | None = "subledger_package_size"
     tiers: str | None = "subledger_tiers"
 
 
@@ -125,11 +131,11 @@ class HubSpotMapping(_Strict):
     def deal_properties(self) -> list[str]:
         d = self.deal
         names = ["dealname", "dealstage", "closedate", d.currency, d.start_date, d.end_date, d.billing_interval]
-        names += [p for p in (d.minimum_commitment, d.prepaid_credits) if p]
+        names += [p for p in (d.minimum_commitment, d.prepaid_credits, d.prepaid_credits_expire) if p]
         return sorted(set(names))
 
     def line_item_properties(self) -> list[str]:
-        return sorted({"name", *self.line_item.model_dump().values()})
+        return sorted({"name", *(p for p in self.line_item.model_dump().values() if p)})
 
     def product_properties(self) -> list[str]:
         return sorted({"name", *(p for p in self.product.model_dump().values() if p)})

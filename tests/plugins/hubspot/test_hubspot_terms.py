@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -63,11 +64,65 @@ def test_volume_tiers_with_flat_fees_and_a_term_minimum() -> None:
     assert terms.commitments[0].per == "term"
 
 
+def test_a_package_size_prices_the_line_per_package_of_that_many_units_rounded_up() -> None:
+    # 25.00 per package of 10,000 calls (as Salesforce's Package_Size__c): 123,000 calls are 13 packages.
+    terms, problems = deal_terms(
+        deal(), [item("2", subledger_meter="api_calls", subledger_overage_rate="25.00",
+                      subledger_package_size="10,000")], {}, MAPPING)
+    assert problems == []
+    [api] = terms.components
+    assert (api.price.model, api.price.package_size, api.price.package_price, api.price.rounding) == (
+        "package", Decimal(10000), Decimal("25.00"), "up")
+
+
+def test_a_package_size_may_come_from_the_product() -> None:
+    product = {"id": "701", "properties": {"subledger_meter": "api_calls", "subledger_package_size": "1000"}}
+    terms, problems = deal_terms(deal(), [item("2", hs_product_id="701", subledger_overage_rate="4")],
+                                 {"701": product}, MAPPING)
+    assert problems == []
+    assert (terms.components[0].price.model, terms.components[0].price.package_size) == ("package", 1000)
+
+
+def test_a_package_size_that_is_not_a_whole_number_is_refused_naming_the_property() -> None:
+    terms, [problem] = deal_terms(
+        deal(), [item("2", subledger_meter="api", subledger_overage_rate="25", subledger_package_size="2.5")],
+        {}, MAPPING)
+    assert terms is None
+    assert (problem.object_id, problem.property) == ("2", "subledger_package_size") and "10000" in problem.fix
+
+
+def test_prepaid_credits_expire_on_their_own_date_at_its_start() -> None:
+    fee = [item("1", price="100", quantity="1", recurringbillingfrequency="monthly")]
+    terms, problems = deal_terms(
+        deal(subledger_prepaid_credits="1200", subledger_prepaid_credits_expire="2026-07-01",
+             subledger_term_end="2026-12-31"), fee, {}, MAPPING)
+    assert problems == []
+    [credit] = terms.credits
+    assert (credit.amount, credit.effective, credit.expires) == (Decimal(1200), date(2026, 1, 1), date(2026, 7, 1))
+
+
+def test_prepaid_credits_expire_by_default_the_day_after_the_term_ends_and_never_without_an_end() -> None:
+    fee = [item("1", price="100", quantity="1", recurringbillingfrequency="monthly")]
+    ended, _ = deal_terms(deal(subledger_prepaid_credits="1200", subledger_term_end="2026-12-31"), fee, {}, MAPPING)
+    assert ended.credits[0].expires == date(2027, 1, 1)
+    open_ended, _ = deal_terms(deal(subledger_prepaid_credits="1200"), fee, {}, MAPPING)
+    assert (open_ended.credits[0].effective, open_ended.credits[0].expires) == (None, None)
+
+
+def test_a_credit_expiry_not_after_the_start_is_rejected_on_its_property() -> None:
+    fee = [item("1", price="100", quantity="1", recurringbillingfrequency="monthly")]
+    terms, [problem] = deal_terms(
+        deal(subledger_prepaid_credits="1200", subledger_prepaid_credits_expire="2025-12-31"), fee, {}, MAPPING)
+    assert terms is None and problem.property == "subledger_prepaid_credits_expire"
+
+
 @pytest.mark.parametrize(("props", "items", "where", "prop"), [
     ({"deal_currency_code": None}, [], "deal 9001", "deal_currency_code"),
     ({"subledger_term_start": "next spring"}, [], "deal 9001", "subledger_term_start"),
     ({"subledger_billing_interval": "fortnightly"}, [], "deal 9001", "subledger_billing_interval"),
     ({"subledger_minimum_commitment": "1.000,00"}, [], "deal 9001", "subledger_minimum_commitment"),
+    ({"subledger_prepaid_credits": "100", "subledger_prepaid_credits_expire": "soon"}, [], "deal 9001",
+     "subledger_prepaid_credits_expire"),
     ({}, [item("7", subledger_meter="api", subledger_overage_rate="two cents")], "line_item 7",
      "subledger_overage_rate"),
     ({}, [item("7", subledger_meter="api")], "line_item 7", "subledger_overage_rate"),

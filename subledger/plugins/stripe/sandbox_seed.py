@@ -25,6 +25,7 @@ from subledger.core.sandbox import SandboxError
 from subledger.plugins.stripe import (
     sandbox_billing,
     sandbox_catalog,
+    sandbox_credits,
     sandbox_metering,
     sandbox_payments,
     sandbox_webhooks,
@@ -67,29 +68,38 @@ def seed(sb: StripeSandbox, fixture: dict[str, Any]) -> dict[str, int]:
         )
     counts: dict[str, int] = {}
     with sb.store.lock:
-        if "clock" in fixture:
-            sb.clock.set(int(fixture["clock"]))
-        for kind in KINDS:
-            if kind not in fixture:
-                continue
-            entries = fixture.get(kind) or []
-            if not isinstance(entries, list):
-                raise ConfigError(f"sandbox fixture: {kind} must be a list", fix=f"write {kind}: [ ... ]")
-            for index, entry in enumerate(entries):
-                if not isinstance(entry, dict):
-                    raise ConfigError(f"sandbox fixture: {kind}[{index}] must be a mapping",
-                                      fix="write key: value pairs")
-                try:
-                    _create(sb, kind, _plain(entry))
-                except SandboxError as err:
-                    raise ConfigError(
-                        f"sandbox fixture: {kind}[{index}] was refused: {err.message}"
-                        + (f" (param {err.param})" if err.param else ""),
-                        fix="correct the entry as the message says; entries take the Stripe API's create parameters",
-                    ) from None
-            counts[kind] = len(entries)
-        sandbox_billing.bill_due_subscriptions(sb)
+        sb.seeding_history = True  # type: ignore[attr-defined]
+        try:
+            _seed_kinds(sb, fixture, counts)
+            sandbox_billing.bill_due_subscriptions(sb)
+        finally:
+            sb.seeding_history = False  # type: ignore[attr-defined]
+        sandbox_credits.settle(sb)
     return counts
+
+
+def _seed_kinds(sb: StripeSandbox, fixture: dict[str, Any], counts: dict[str, int]) -> None:
+    if "clock" in fixture:
+        sb.clock.set(int(fixture["clock"]))
+    for kind in KINDS:
+        if kind not in fixture:
+            continue
+        entries = fixture.get(kind) or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"sandbox fixture: {kind} must be a list", fix=f"write {kind}: [ ... ]")
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise ConfigError(f"sandbox fixture: {kind}[{index}] must be a mapping",
+                                  fix="write key: value pairs")
+            try:
+                _create(sb, kind, _plain(entry))
+            except SandboxError as err:
+                raise ConfigError(
+                    f"sandbox fixture: {kind}[{index}] was refused: {err.message}"
+                    + (f" (param {err.param})" if err.param else ""),
+                    fix="correct the entry as the message says; entries take the Stripe API's create parameters",
+                ) from None
+        counts[kind] = len(entries)
 
 
 def _create(sb: StripeSandbox, kind: str, entry: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ new ``thresholds`` findings.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from sqlmodel import select
@@ -72,6 +72,9 @@ class ThresholdRule(Rule):
                 balance = rated.state.credits.get(grant.id)
                 if balance is None or not grant.amount:
                     continue
+                if grant.expires_at is not None and grant.expires_at <= datetime.combine(period.start, time(),
+                                                                                         tzinfo=UTC):
+                    continue  # expired before this period: nothing left to use up (breakage, not usage)
                 granted = Decimal(grant.amount) + sum((Decimal(a) for _, a in grant.top_ups), Decimal(0))
                 used = granted - Decimal(balance.balance)
                 measures.append((f"credits:{grant.id}", used, granted, c.currency if grant.money else grant.meter))

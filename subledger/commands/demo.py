@@ -68,7 +68,7 @@ def _print_summary(result: Any, report_path: Path | None) -> None:
 
 
 def demo_command(
-    customers: int = typer.Option(200, "--customers", min=10, help="How many customers the company has."),
+    customers: int = typer.Option(200, "--customers", min=14, help="How many customers the company has."),
     keep: bool = typer.Option(False, "--keep", help="Keep the sandboxes and the database running until Ctrl-C."),
     report: Path | None = typer.Option(None, "--report", help="Where to write the HTML report."),
     journal_months: int = typer.Option(1, "--journal-months", min=0,

@@ -20,7 +20,9 @@ MONTHS = 12
 # The demo runs "as of" the middle of the month after the year: every month of it has ended.
 AS_OF = datetime(2026, 11, 15, tzinfo=UTC)
 
-PRICING_MODELS = ("per_unit", "graduated", "volume", "hybrid", "minimum")
+PRICING_MODELS = ("per_unit", "graduated", "volume", "hybrid", "minimum", "package", "prepaid")
+# Prepaid credit is bought with the contract and usable for its first six months.
+CREDIT_EXPIRES = date(2026, 5, 1)
 
 
 def month_starts(start: date = YEAR_START, months: int = MONTHS) -> list[date]:
@@ -46,15 +48,21 @@ class Plan:
     """What a customer signed: one pricing model on the ``api_calls`` meter."""
 
     model: str
-    unit_price: Decimal | None = None  # per_unit and minimum
+    unit_price: Decimal | None = None  # per_unit, minimum and prepaid
     tiers: list[Tier] = field(default_factory=list)  # graduated, volume, hybrid (first tier free)
     platform_fee: Decimal | None = None  # hybrid, per month
     minimum: Decimal | None = None  # minimum, per month
+    package_size: int | None = None  # package: calls per package, billed in whole packages (rounded up)
+    package_price: Decimal | None = None  # package: dollars per package
+    prepaid_credit: Decimal | None = None  # prepaid: dollars of credit bought up front, until CREDIT_EXPIRES
 
     def usage_charge(self, quantity: int) -> Decimal:
-        """The usage charge for a month's quantity (dollars, exact)."""
+        """The usage charge for a month's quantity (dollars, exact), before any credit."""
         q = Decimal(quantity)
-        if self.model in ("per_unit", "minimum"):
+        if self.model == "package":
+            assert self.package_size is not None and self.package_price is not None
+            return -(-quantity // self.package_size) * self.package_price
+        if self.model in ("per_unit", "minimum", "prepaid"):
             assert self.unit_price is not None
             return q * self.unit_price
         if self.model == "volume":
@@ -71,7 +79,7 @@ class Plan:
         return total
 
     def month_charge(self, quantity: int) -> Decimal:
-        """Everything a month costs: fee, usage, and the true-up to the minimum."""
+        """Everything a month costs before credits: fee, usage, and the true-up to the minimum."""
         usage = self.usage_charge(quantity)
         fee = self.platform_fee or Decimal(0)
         true_up = max(Decimal(0), (self.minimum or Decimal(0)) - usage) if self.minimum else Decimal(0)
@@ -117,7 +125,7 @@ class Leak:
     amount_minor: int
     what: str
     period: str | None = None  # YYYY-MM, for per-period findings
-    fixable: bool = False  # the sync's plan/apply closes it
+    fixable: bool = False  # the demo closes it: plan/apply, or revenue recognition (breakage)
 
 
 @dataclass
@@ -169,6 +177,11 @@ def _plan(model: str, rng: random.Random) -> tuple[Plan, int]:
         return Plan(model, tiers=[Tier(included, Decimal("0")), Tier(None, rate)],
                     platform_fee=rng.choice((Decimal("300"), Decimal("500"), Decimal("1000")))), \
             included + rng.randrange(0, 150) * 1000
+    if model == "package":
+        return Plan(model, package_size=10_000, package_price=rng.choice((Decimal("25"), Decimal("40")))), \
+            rng.randrange(30, 400) * 1000
+    if model == "prepaid":
+        return Plan(model, unit_price=rng.choice((Decimal("0.004"), Decimal("0.005")))), rng.randrange(50, 300) * 1000
     rate = rng.choice((Decimal("0.005"), Decimal("0.01")))
     minimum = rng.choice((Decimal("500"), Decimal("1000")))
     floor = int(minimum * 3 / 2 / rate)  # comfortably above the minimum every month
@@ -181,7 +194,7 @@ def generate(customers: int = 200, *, seed: int = 2026) -> Company:
         from subledger.core.errors import ConfigError
 
         raise ConfigError(f"the demo needs at least {len(PRICING_MODELS) * 2} customers (got {customers})",
-                          fix="pass --customers 10 or more")
+                          fix=f"pass --customers {len(PRICING_MODELS) * 2} or more")
     rng = random.Random(seed)
     months = month_starts()
     out: list[Customer] = []
@@ -240,7 +253,21 @@ def _plant(customers: list[Customer], months: list[date], rng: random.Random) ->
         leaks.append(Leak("unbilled_usage", c.canonical_id, _cents(true_up),
                           f"minimum commitment {c.plan.minimum} not trued up", f"{month:%Y-%m}", fixable=True))
 
-    # 4./5. ERP: an invoice never exported (on bank-transfer customers, whose invoices are open),
+    # 4. Prepaid credit: most customers use all of it before it expires; k of them bought
+    # more than they used, and the unused balance expired with no breakage revenue booked.
+    prepaid = _of("prepaid", customers)
+    for i, c in enumerate(prepaid):
+        usable = sum((c.plan.usage_charge(c.usage[m]) for m in months if m < CREDIT_EXPIRES), Decimal(0))
+        if i < k:
+            c.plan.prepaid_credit = _hundreds(usable * Decimal("1.25"), up=True)
+            unused = c.plan.prepaid_credit - usable
+            leaks.append(Leak("expired_credit_unrecognized", c.canonical_id, _cents(unused),
+                              f"{unused:.2f} of {c.plan.prepaid_credit:.2f} prepaid credit expired unused; "
+                              "no breakage booked", f"{CREDIT_EXPIRES:%Y-%m}", fixable=True))
+        else:
+            c.plan.prepaid_credit = max(Decimal(100), _hundreds(usable * Decimal("0.8"), up=False))
+
+    # 5./6. ERP: an invoice never exported (on bank-transfer customers, whose invoices are open),
     # and a payment recorded in NetSuite without applying it. Amounts come from Stripe's
     # invoices, known once Stripe has billed: recorded by the seeding.
     missing = others[:k]
@@ -252,11 +279,17 @@ def _plant(customers: list[Customer], months: list[date], rng: random.Random) ->
                       missing_erp_invoice_customers=[c.canonical_id for c in missing],
                       unapplied_payment_customers=[c.canonical_id for c in unapplied], short_minimum=short,
                       drifted=[c.canonical_id for c in drifted], leaks=leaks)
-    # 6. A Stripe customer created by hand for a pilot, never linked to its CRM account.
+    # 7. A Stripe customer created by hand for a pilot, never linked to its CRM account.
     company.unlinked_name = "Pilot account (ask sales)"
     leaks.append(Leak("identity", None, 0, "Stripe customer with no link to a CRM account"))
     leaks.append(Leak("billing_customer_without_contract", None, 0, "Stripe customer with no CRM contract"))
     return company
+
+
+def _hundreds(dollars: Decimal, *, up: bool) -> Decimal:
+    """``dollars`` rounded to whole hundreds, up or down."""
+    hundreds = -(-dollars // 100) if up else dollars // 100
+    return Decimal(hundreds * 100)
 
 
 def _cents(dollars: Decimal) -> int:

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from subledger.demo.company import AS_OF, CURRENCY, METER, YEAR_START, Company, Customer, Leak, Plan, month_starts
+from subledger.demo.company import (
+    AS_OF,
+    CREDIT_EXPIRES,
+    CURRENCY,
+    METER,
+    YEAR_START,
+    Company,
+    Customer,
+    Leak,
+    Plan,
+    month_starts,
+)
 
 API_PRODUCT = "01t5g00000DEMOAPI"
 PLATFORM_PRODUCT = "01t5g00000DEMOPLT"
@@ -61,6 +72,9 @@ def salesforce_fixture(company: Company) -> dict[str, Any]:
                                     "CurrencyIsoCode": CURRENCY}
         if c.plan.minimum is not None:
             contract["Minimum_Commitment__c"] = f"{c.plan.minimum:.2f}"
+        if c.plan.prepaid_credit is not None:
+            contract["Prepaid_Credits__c"] = f"{c.plan.prepaid_credit:.2f}"
+            contract["Prepaid_Credits_Expire__c"] = CREDIT_EXPIRES.isoformat()
         doc["Contract"].append(contract)
         doc["Opportunity"].append({"Id": c.opportunity_id, "AccountId": c.account_id, "Name": f"{c.name} 2026",
                                    "StageName": "Closed Won", "CloseDate": "2025-10-20", "CurrencyIsoCode": CURRENCY,
@@ -70,6 +84,9 @@ def salesforce_fixture(company: Company) -> dict[str, Any]:
                                       "UnitPrice": 0}
         if c.plan.unit_price is not None:
             usage_line["Overage_Rate__c"] = str(c.plan.unit_price)
+        elif c.plan.package_price is not None:
+            usage_line["Overage_Rate__c"] = str(c.plan.package_price)  # the price of one package
+            usage_line["Package_Size__c"] = c.plan.package_size
         else:
             usage_line["Pricing_Tiers__c"] = _sf_tiers(c.plan)
             if c.plan.model == "volume":
@@ -97,6 +114,9 @@ def _stripe_price(c: Customer) -> dict[str, Any]:
     if c.plan.unit_price is not None:
         rate = c.stripe_unit_price or c.plan.unit_price
         return {**base, "billing_scheme": "per_unit", "unit_amount_decimal": _cents_text(rate)}
+    if c.plan.package_price is not None:
+        return {**base, "billing_scheme": "per_unit", "unit_amount_decimal": _cents_text(c.plan.package_price),
+                "transform_quantity": {"divide_by": c.plan.package_size, "round": "up"}}
     tiers = [{"up_to": t.up_to if t.up_to is not None else "inf", "unit_amount_decimal": _cents_text(t.unit_price)}
              for t in c.plan.tiers]
     mode = "volume" if c.plan.model == "volume" else "graduated"
@@ -141,6 +161,8 @@ def stripe_fixture(company: Company) -> dict[str, Any]:
                         "event_name": METER, "timestamp": ts(m.replace(day=day), 12),
                         "identifier": f"demo-{c.n}-{m:%Y%m}-{day}",
                         "payload": {"stripe_customer_id": c.stripe_id, "value": str(value)}})
+        if c.plan.prepaid_credit is not None:
+            _prepaid(doc, c, start)
         sub: dict[str, Any] = {"id": f"sub_demo{c.n:05d}", "customer": c.stripe_id, "created": start, "items": items}
         if c.send_invoice:
             sub.update(collection_method="send_invoice", days_until_due=30)
@@ -148,6 +170,30 @@ def stripe_fixture(company: Company) -> dict[str, Any]:
     doc["customers"].append({"id": "cus_demo_pilot", "name": company.unlinked_name, "email": "pilot@gmail.com",
                              "created": start + 90 * 86400})
     return doc
+
+
+def _prepaid(doc: dict[str, Any], c: Customer, start: int) -> None:
+    """A paid credit grant usable until ``CREDIT_EXPIRES``, and the paid invoice that bought it.
+
+    The invoice item names the grant (``metadata.subledger_credit_grant``), which is how
+    revenue recognition knows the purchase is the grant's price, a contract liability.
+    Stripe applies credit when it finalizes an invoice, and the last covered month's
+    invoice is finalized the moment the month ends; so the grant carries one day of grace
+    past the contract's expiry date, as a Stripe admin would set it.
+    """
+    assert c.plan.prepaid_credit is not None
+    grant_id = f"credgr_demo{c.n:05d}"
+    cents = int(c.plan.prepaid_credit * 100)
+    doc.setdefault("credit_grants", []).append({
+        "id": grant_id, "customer": c.stripe_id, "category": "paid", "name": "Prepaid API credit",
+        "amount": {"type": "monetary", "monetary": {"currency": CURRENCY.lower(), "value": cents}},
+        "applicability_config": {"scope": {"price_type": "metered"}},
+        "created": start, "effective_at": start, "expires_at": ts(CREDIT_EXPIRES + timedelta(days=1))})
+    doc.setdefault("invoices", []).append({
+        "id": f"in_demo{c.n:05d}_credit", "customer": c.stripe_id, "created": start, "paid": True,
+        "items": [{"amount": cents, "currency": CURRENCY.lower(),
+                   "description": f"Prepaid API credit, {c.plan.prepaid_credit:,.2f} USD",
+                   "metadata": {"subledger_credit_grant": grant_id}}]})
 
 
 def stripe_late_usage(company: Company) -> dict[str, Any]:
@@ -171,6 +217,18 @@ def _day(seconds: int | None) -> str | None:
 
 def _last_day(start: int, end: int) -> str:
     return datetime.fromtimestamp(end - 1, UTC).date().isoformat() if end > start else _day(start) or ""
+
+
+def _ns_items(line: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Stripe invoice line as NetSuite item lines: the charge, then any prepaid credit it used."""
+    dates = {"revRecStartDate": _day(line["period"]["start"]),
+             "revRecEndDate": _last_day(line["period"]["start"], line["period"]["end"])}
+    items = [{"item": {"id": "501"}, "description": line.get("description") or "", "quantity": 1,
+              "amount": _major(line["amount"]), **dates}]
+    for credit in line.get("pretax_credit_amounts") or []:
+        items.append({"item": {"id": "501"}, "description": "Prepaid credit applied", "quantity": 1,
+                      "amount": _major(-int(credit["amount"])), **dates})
+    return items
 
 
 def netsuite_fixture(company: Company, stripe_invoices: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
@@ -217,11 +275,7 @@ def netsuite_fixture(company: Company, stripe_invoices: list[dict[str, Any]], ba
                 "id": ns_id, "tranId": inv["number"], "entity": {"id": ns_customer[stripe_id]},
                 "currency": {"id": "1"}, "tranDate": _day(inv["created"]),
                 "custbody_subledger_source_system": "stripe", "custbody_subledger_source_id": inv["id"],
-                "item": {"items": [
-                    {"item": {"id": "501"}, "description": ln.get("description") or "", "quantity": 1,
-                     "amount": _major(ln["amount"]), "revRecStartDate": _day(ln["period"]["start"]),
-                     "revRecEndDate": _last_day(ln["period"]["start"], ln["period"]["end"])}
-                    for ln in inv["lines"] if ln["amount"]]}})
+                "item": {"items": [item for ln in inv["lines"] if ln["amount"] for item in _ns_items(ln)]}})
             if inv["status"] == "paid":
                 applied.append({"doc": {"id": ns_id}, "apply": True, "amount": _major(inv["total"]),
                                 "_total": inv["total"], "_number": inv["number"]})

@@ -20,15 +20,15 @@ def test_demo_command_prints_a_json_summary_and_writes_the_report(tmp_path: Path
         pass
 
     report = tmp_path / "demo.html"
-    result = CliRunner().invoke(app, ["demo", "--customers", "10", "--report", str(report), "--json"])
+    result = CliRunner().invoke(app, ["demo", "--customers", "14", "--report", str(report), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["customers"] == 10
+    assert summary["customers"] == 14
     rules = {f["rule"] for f in summary["findings"]}
     assert {"unbilled_usage", "terms_drift", "invoice_missing_from_erp", "unapplied_payment", "identity"} <= rules
     assert summary["unbilled_minor"] == sum(f["amount_minor"] for f in summary["findings"]
                                             if f["rule"] == "unbilled_usage") > 0
-    assert [r["step"] for r in summary["rounds"]] == ["find and fix", "verify", "quiet", "post journal"]
+    assert [r["step"] for r in summary["rounds"]] == ["find and fix", "verify", "post journal", "after the close"]
     assert all(r["failed"] == 0 for r in summary["rounds"])
     assert summary["journal_posted"] > 0 and summary["closed"][-1] == "2026-10"
     assert summary["report"] == str(report.resolve()) and "Revenue waterfall" in report.read_text()

@@ -61,8 +61,8 @@ def load_rules() -> list[Rule]:
     return rules
 
 
-def master_system(settings: SyncSettings, infos: list[ConnectionInfo]) -> str | None:
-    """The connection whose customer ids are canonical."""
+def master_system(settings: SyncSettings, infos: list[ConnectionInfo]) -> str | list[str] | None:
+    """The connection (or connections) whose customer ids are canonical."""
     if settings.identity.master:
         return settings.identity.master
     crm = [c.name for c in infos if "crm" in c.roles]

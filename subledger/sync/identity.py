@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -139,33 +140,39 @@ def link_hint(customer: Customer, link_field: str | None) -> str | None:
 def resolve_identities(
     session: Session,
     *,
-    master: str,
+    master: str | Sequence[str],
     match_on: list[str],
     actor: str = "system",
     link_fields: dict[str, str] | None = None,
 ) -> IdentityReport:
-    """Link every unlinked customer record to a canonical customer, or report why not."""
+    """Link every unlinked customer record to a canonical customer, or report why not.
+
+    ``master``: the system whose customer records are canonical, or several systems that
+    each own part of the customers (two CRMs, say); others are matched against them all.
+    """
     report = IdentityReport()
+    master_systems = {master} if isinstance(master, str) else set(master)
     refs = {
         (r.system, r.external_id): r
         for r in session.exec(select(ExternalRef).where(ExternalRef.object_type == "customer")).all()
     }
     customers = session.exec(select(Customer).order_by(Customer.system, Customer.external_id)).all()
-    masters = [c for c in customers if c.system == master]
+    masters = [c for c in customers if c.system in master_systems]
     index: dict[str, dict[str, list[str]]] = {
         "tax_id": defaultdict(list),
         "email_domain": defaultdict(list),
         "name": defaultdict(list),
     }
     for c in masters:
-        canonical = link_hint(c, (link_fields or {}).get(master)) or c.external_id
+        canonical = link_hint(c, (link_fields or {}).get(c.system)) or c.external_id
         if (key := normalize_tax_id(c.tax_id)) is not None:
             index["tax_id"][key].append(canonical)
         if (key := normalize_domain(c.email_domain)) is not None:
             index["email_domain"][key].append(canonical)
         if key := normalize_name(c.name):
             index["name"][key].append(canonical)
-    master_canonical = {c.external_id: link_hint(c, (link_fields or {}).get(master)) or c.external_id for c in masters}
+    master_canonical = {(c.system, c.external_id): link_hint(c, (link_fields or {}).get(c.system)) or c.external_id
+                        for c in masters}
     master_ids = set(master_canonical.values())
 
     def link(c: Customer, canonical: str, method: str) -> None:
@@ -198,10 +205,10 @@ def resolve_identities(
             if existing.method == "unlinked":
                 report.issues.append(IdentityIssue("unmatched", c.system, c.external_id, c.name))
             continue
-        if c.system == master:
+        if c.system in master_systems:
             # A master record that carries a canonical id (Salesforce's Subledger_Id__c, say)
             # keeps it, so other systems' links to that id meet it; else its own id is canonical.
-            link(c, master_canonical[c.external_id], "source")
+            link(c, master_canonical[(c.system, c.external_id)], "source")
             continue
         hint = link_hint(c, (link_fields or {}).get(c.system))
         if hint:

@@ -40,9 +40,10 @@ class _Strict(BaseModel):
 class IdentitySettings(_Strict):
     """How records of different systems are tied to one canonical customer."""
 
-    master: str | None = Field(
+    master: str | list[str] | None = Field(
         default=None,
-        description="connection whose customer ids are canonical (default: the first CRM connection)",
+        description="connection whose customer ids are canonical (default: the first CRM connection); a list "
+        "when several CRMs each own part of the customers",
     )
     link_field: dict[str, str] = Field(
         default_factory=dict,

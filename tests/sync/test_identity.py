@@ -137,3 +137,19 @@ def test_a_master_record_that_carries_a_canonical_id_keeps_it(engine: Engine) ->
         e: ref(engine, s_, e).canonical_id
         for s_, e in (("crm", "0015g00000AcmeA1"), ("stripe", "cus_1"), ("stripe", "cus_2"))
     } == {"0015g00000AcmeA1": "acme", "cus_1": "acme", "cus_2": "acme"}
+
+
+def test_two_crms_each_own_part_of_the_customers(engine: Engine) -> None:
+    """Enterprise accounts live in Salesforce, the mid-market in HubSpot: both are masters."""
+    with Session(engine) as s, s.begin():
+        add(s, "salesforce", "001A", "Acme", canonical_hint="acme")
+        add(s, "hubspot", "9001", "Globex", canonical_hint="globex")
+        add(s, "stripe", "cus_1", "Acme billing", canonical_hint="acme")
+        add(s, "stripe", "cus_2", "Globex billing", canonical_hint="globex")
+        add(s, "stripe", "cus_3", "Initech")  # in neither CRM
+    with Session(engine) as s, s.begin():
+        report = resolve_identities(s, master=["salesforce", "hubspot"], match_on=["name"], actor="t")
+    assert [(i.kind, i.system, i.external_id) for i in report.issues] == [("unmatched", "stripe", "cus_3")]
+    assert {(r.system, r.external_id): r.canonical_id for r in [
+        ref(engine, "hubspot", "9001"), ref(engine, "stripe", "cus_1"), ref(engine, "stripe", "cus_2")]} == {
+        ("hubspot", "9001"): "globex", ("stripe", "cus_1"): "acme", ("stripe", "cus_2"): "globex"}

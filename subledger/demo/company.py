@@ -100,6 +100,11 @@ class Customer:
     send_invoice: bool = False  # pays by bank transfer: Stripe invoices stay open
 
     @property
+    def crm(self) -> str:
+        """Where the contract lives: every tenth customer came through a HubSpot-run sales team."""
+        return "hubspot" if self.n % 10 == 0 else "salesforce"
+
+    @property
     def stripe_id(self) -> str:
         return f"cus_demo{self.n:05d}"
 

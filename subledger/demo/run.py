@@ -40,12 +40,12 @@ from subledger.sync.leakage import LeakageReport, leakage
 from subledger.sync.pull import pull
 from subledger.sync.settings import AutoApproval, IdentitySettings, SyncSettings
 
-CONNECTIONS = ("salesforce", "stripe", "netsuite")
+CONNECTIONS = ("salesforce", "hubspot", "stripe", "netsuite")
 # Journal postings are approved by the demo itself, month by month (see ``post_journal``).
 FIXABLE_RULES = ("unbilled_usage", "invoice_missing_from_erp", "customer_missing_from_erp", "crm_usage_fields")
 SETTINGS = SyncSettings(
-    roles={"salesforce": ["crm"], "stripe": ["billing", "metering"], "netsuite": ["erp"]},
-    identity=IdentitySettings(master="salesforce"),
+    roles={"salesforce": ["crm"], "hubspot": ["crm"], "stripe": ["billing", "metering"], "netsuite": ["erp"]},
+    identity=IdentitySettings(master=["salesforce", "hubspot"]),
     auto_approve=[AutoApproval(rule=r) for r in FIXABLE_RULES],
     billing_connection="stripe",
 )
@@ -115,8 +115,10 @@ def _stripe_invoices(sandbox: Any) -> list[dict[str, Any]]:
 
 @contextmanager
 def sandboxes(company: Company, workdir: Path) -> Iterator[dict[str, Any]]:
-    """Seed and serve the Salesforce, Stripe and NetSuite sandboxes; yields name -> SandboxServer."""
+    """Seed and serve the Salesforce, HubSpot, Stripe and NetSuite sandboxes; yields name -> SandboxServer."""
     from subledger.core.sandbox import SandboxClock
+    from subledger.demo.seed_hubspot import hubspot_fixture
+    from subledger.plugins.hubspot.sandbox import HubSpotSandbox
     from subledger.plugins.netsuite.sandbox import NetSuiteSandbox, standard_fixture
     from subledger.plugins.salesforce.sandbox import SalesforceSandbox
     from subledger.plugins.stripe.sandbox import StripeSandbox
@@ -126,18 +128,23 @@ def sandboxes(company: Company, workdir: Path) -> Iterator[dict[str, Any]]:
     stripe_sb.seed(seed.stripe_late_usage(company))  # after the invoices went out: never billed
     stripe_sb.clock.freeze(int(AS_OF.timestamp()))
     salesforce_sb = SalesforceSandbox(fixture=seed.salesforce_fixture(company), random_seed=2026)
+    hubspot_sb = HubSpotSandbox(
+        fixture=hubspot_fixture(company, [c for c in company.customers if c.crm == "hubspot"]), random_seed=2026)
     ns_clock = SandboxClock()
     ns_clock.freeze(int(AS_OF.timestamp()))
     netsuite_sb = NetSuiteSandbox(
         clock=ns_clock, fixture=seed.netsuite_fixture(company, _stripe_invoices(stripe_sb), standard_fixture()))
     with ExitStack() as stack:
         servers = {name: stack.enter_context(SandboxServer(sb))
-                   for name, sb in (("salesforce", salesforce_sb), ("stripe", stripe_sb), ("netsuite", netsuite_sb))}
+                   for name, sb in (("salesforce", salesforce_sb), ("hubspot", hubspot_sb), ("stripe", stripe_sb),
+                                    ("netsuite", netsuite_sb))}
         yield servers
 
 
 def connect(engine: Engine, servers: dict[str, SandboxServer], workdir: Path) -> None:
-    """Register the three connections on the sandboxes (secrets stored encrypted, as always)."""
+    """Register the four connections on the sandboxes (secrets stored encrypted, as always)."""
+    from subledger.demo.seed_hubspot import hubspot_config
+    from subledger.plugins.hubspot.config import HubSpotConfig
     from subledger.plugins.netsuite import sandbox as ns
     from subledger.plugins.netsuite.config import NetSuiteConfig
     from subledger.plugins.salesforce import sandbox as sf
@@ -151,6 +158,7 @@ def connect(engine: Engine, servers: dict[str, SandboxServer], workdir: Path) ->
         "salesforce": load_config(SalesforceConfig, {
             "username": sf.DEFAULT_USERNAME, "password": sf.DEFAULT_PASSWORD, "security_token": sf.DEFAULT_TOKEN,
             "base_url": servers["salesforce"].url}),
+        "hubspot": load_config(HubSpotConfig, hubspot_config(servers["hubspot"].url)),
         "stripe": load_config(StripeConfig, {
             "api_key": DEFAULT_API_KEY, "api_base": servers["stripe"].url, "finalize_invoices": True,
             "usage_start": (YEAR_START - timedelta(days=1)).isoformat()}),
@@ -278,7 +286,7 @@ def run_demo(
         database_url = database_url or f"sqlite:///{workdir / 'demo.sqlite'}"
         say(f"generating {customers} customers, {MONTHS} months from {YEAR_START:%B %Y}")
         company = generate(customers)
-        say("seeding and starting the Salesforce, Stripe and NetSuite sandboxes on 127.0.0.1")
+        say("seeding and starting the Salesforce, HubSpot, Stripe and NetSuite sandboxes on 127.0.0.1")
         servers = stack.enter_context(sandboxes(company, workdir))
         timings["seed"] = time.perf_counter() - t0
         engine = make_engine(database_url)
@@ -286,7 +294,7 @@ def run_demo(
         connect(engine, servers, workdir)
         result = DemoResult(company, database_url, {n: s.url for n, s in servers.items()}, engine=engine,
                             sandboxes={n: s.sandbox for n, s in servers.items()})
-        say("sync 1: pulling Salesforce, Stripe and NetSuite; reconciling; applying the fixes")
+        say("sync 1: pulling Salesforce, HubSpot, Stripe and NetSuite; reconciling; applying the fixes")
         result.rounds.append(sync_round(engine, "find and fix"))
         say("sync 2: pulling the fixes back; posting the new invoices to NetSuite")
         result.rounds.append(sync_round(engine, "verify"))

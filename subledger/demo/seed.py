@@ -64,6 +64,8 @@ def salesforce_fixture(company: Company) -> dict[str, Any]:
         "Account": [], "Contract": [], "Opportunity": [], "OpportunityLineItem": [],
     }
     for c in company.customers:
+        if c.crm != "salesforce":
+            continue
         doc["Account"].append({"Id": c.account_id, "Name": c.name, "Website": f"https://www.{c.domain}",
                                "Subledger_Id__c": c.canonical_id, "BillingCountryCode": "US",
                                "CurrencyIsoCode": CURRENCY})

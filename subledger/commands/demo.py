@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from subledger.commands._output import console, print_json
@@ -78,7 +78,7 @@ def demo_command(
     """Run the whole product on built-in sandboxes: find leaks, fix them, recognize revenue, close the books."""
     from subledger.core.paths import data_dir
     from subledger.demo.report import render_report
-    from subledger.demo.run import report_data, run_demo
+    from subledger.demo.run import PROGRESS_STEPS, report_data, run_demo
 
     workdir = data_dir() / "demo" if keep else None
     database_url = f"sqlite:///{workdir / 'demo.sqlite'}" if workdir else None
@@ -104,12 +104,34 @@ def demo_command(
             except KeyboardInterrupt:
                 console.print("stopping")
 
-    def progress(message: str) -> None:
-        console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {message}")
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
+                   TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(), console=console,
+                   disable=json_out)
+    task = bar.add_task("starting", total=PROGRESS_STEPS)
+    step: dict[str, Any] = {}
 
-    result = run_demo(customers, database_url=database_url, workdir=workdir,
-                      progress=None if json_out else progress, journal_months=journal_months or None,
-                      keep=finish)
+    def progress(message: str) -> None:
+        now = time.perf_counter()
+        if step:
+            bar.console.print(f"[green]✓[/green] {step['message']} [dim]({now - step['at']:.1f} s)[/dim]")
+            bar.advance(task)
+        step.update(message=message, at=now)
+        bar.update(task, description=message)
+
+    def done() -> None:
+        if step:
+            progress("done")
+            step.clear()
+        bar.stop()
+
+    def finish_after_progress(result: Any) -> None:
+        done()
+        finish(result)
+
+    with bar:
+        result = run_demo(customers, database_url=database_url, workdir=workdir,
+                          progress=None if json_out else progress, journal_months=journal_months or None,
+                          keep=finish_after_progress)
     if json_out:
         print_json(summary_json(result, written.get("report")))
     elif not keep:

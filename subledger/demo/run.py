@@ -66,6 +66,8 @@ accounts:              # subledger's default chart, by role -> the sandbox accou
 """
 
 Progress = Callable[[str], None]
+# How many times run_demo reports progress (one call per step), for a progress bar's total.
+PROGRESS_STEPS = 6
 
 
 @dataclass
@@ -184,12 +186,15 @@ def open_findings(engine: Engine) -> list[dict[str, Any]]:
                  "evidence": list(f.evidence or []), "details": dict(f.details or {})} for f in rows]
 
 
-def sync_round(engine: Engine, label: str) -> SyncRound:
+def sync_round(engine: Engine, label: str, *, skip_rules: tuple[str, ...] = ()) -> SyncRound:
     """Pull every connection, reconcile as of ``AS_OF``, apply what was auto-approved."""
+    from subledger.sync.engine import load_rules
+
     t = time.perf_counter()
     for name in CONNECTIONS:
         pull(engine, name)
-    rec = reconcile(engine, settings=SETTINGS, actor="demo", now=AS_OF)
+    rules = [r for r in load_rules() if r.name not in skip_rules]
+    rec = reconcile(engine, settings=SETTINGS, actor="demo", now=AS_OF, rules=rules)
     applied = apply_actions(engine, actor="demo")
     with Session(engine) as s:
         leaks = leakage(s, top=10)
@@ -307,7 +312,9 @@ def run_demo(
         timings["revrec"] = time.perf_counter() - t1
         say("sync 3: after the close, checking every leak is closed")
         t2 = time.perf_counter()
-        result.rounds.append(sync_round(engine, "after the close"))
+        # The closing step planned the journal (and posted the closing month): planning the
+        # other months' thousands of entries again here would show nothing new.
+        result.rounds.append(sync_round(engine, "after the close", skip_rules=("journal_not_in_erp",)))
         timings["sync"] += time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
         result.timings = timings

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install subledger into .venv and run the main job on the embedded default store
-# (SQLite in your user data directory): init, then sync the shipped examples/ folder
-# (pull, identity, reconciliation, plan), then show what leaked and the store's status.
-# Safe to re-run: nothing is loaded twice and nothing is written back without approval.
+# Install subledger into .venv and run the main job on the embedded default (SQLite and the
+# built-in vendor sandboxes on 127.0.0.1, no accounts, no network): `subledger demo` seeds a
+# company into the Stripe, Salesforce, HubSpot and NetSuite sandboxes, syncs, finds and fixes
+# the planted leaks, recognizes the year's revenue, posts the journal and closes the books.
+# Extra arguments go to `subledger demo` (e.g. --customers 50, --keep). Safe to re-run: the
+# demo always starts from a fresh company.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -11,9 +13,4 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]'
 SL=.venv/bin/subledger
 $SL init
-$SL connections add examples files --set path=examples --replace
-$SL sync examples
-$SL findings list
-$SL leakage
-$SL plan
-$SL status
+$SL demo "$@"

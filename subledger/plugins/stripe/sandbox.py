@@ -119,6 +119,8 @@ class StripeSandbox(Sandbox):
     """
 
     name: ClassVar[str] = "stripe"
+    # True while a fixture seeds history: expiries settle only at the times being billed.
+    seeding_history: bool = False
     title: ClassVar[str] = "Stripe (API 2023-08-16 shapes, plus billing meters and credit grants)"
 
     def __init__(

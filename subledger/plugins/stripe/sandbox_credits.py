@@ -138,7 +138,7 @@ def settle(sb: StripeSandbox, until: int | None = None, *, customer: str | None 
     only settlements at a given time happen: the clock already shows "today", and
     expiring a grant before the backdated invoices it pays are billed would be wrong.
     """
-    if until is None and getattr(sb, "seeding_history", False):
+    if until is None and sb.seeding_history:
         return
     until = sb.now() if until is None else until
     for grant in sb.store.ordered("credit_grants", newest_first=False):

@@ -68,12 +68,12 @@ def seed(sb: StripeSandbox, fixture: dict[str, Any]) -> dict[str, int]:
         )
     counts: dict[str, int] = {}
     with sb.store.lock:
-        sb.seeding_history = True  # type: ignore[attr-defined]
+        sb.seeding_history = True
         try:
             _seed_kinds(sb, fixture, counts)
             sandbox_billing.bill_due_subscriptions(sb)
         finally:
-            sb.seeding_history = False  # type: ignore[attr-defined]
+            sb.seeding_history = False
         sandbox_credits.settle(sb)
     return counts
 

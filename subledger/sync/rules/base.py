@@ -92,24 +92,21 @@ class RuleContext:
             self._memo["system_ids"] = system_ids(self.session)
         return self._memo["system_ids"]
 
-    def usage(
-        self, customer: str, queries: Iterable[UsageQuery], system: str | None
-    ) -> dict[UsageQuery, list[UsageAggregate]]:
-        """Answer rating usage queries for ``customer`` in metering ``system``.
-
-        The system's daily rollups are loaded into one in-memory index per reconciliation
-        (pulls are over before the rules run), so rating every contract costs one query,
-        not one per contract-period; what rollups cannot answer falls through to the store.
-        """
+    def rollup_index(self, system: str | None) -> RollupIndex:
+        """The metering ``system``'s daily rollups in memory, loaded once per reconciliation
+        (pulls are over before the rules run)."""
         key = f"rollups:{system}"
         if key not in self._memo:
             self._memo[key] = RollupIndex(self.session, system)
-        return indexed_usage(self.session, self._memo[key], customer, queries)
+        return self._memo[key]
 
-    def rollup_index(self, system: str | None) -> RollupIndex:
-        """The reconciliation's in-memory rollup index of ``system`` (see :meth:`usage`)."""
-        self.usage("", (), system)
-        return self._memo[f"rollups:{system}"]
+    def usage(
+        self, customer: str, queries: Iterable[UsageQuery], system: str | None
+    ) -> dict[UsageQuery, list[UsageAggregate]]:
+        """Answer rating usage queries for ``customer`` in metering ``system`` from the
+        reconciliation's rollup index: one query for every contract, not one per
+        contract-period; what rollups cannot answer falls through to the store."""
+        return indexed_usage(self.session, self.rollup_index(system), customer, queries)
 
     def with_role(self, role: str) -> list[ConnectionInfo]:
         """Connections playing ``role``, by name."""

@@ -112,6 +112,23 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageCoverage:
+    """A metering stream's statement that its usage is complete for ``[start, end)``.
+
+    A usage stream yields one whenever it has read every event of a window (for one
+    ``meter``, or for every meter when ``meter`` is None). The engine stores it with the
+    next checkpoint, in the same transaction as the events before it, and merges it with
+    the windows already recorded. Reconciliation judges a billing period only when the
+    period's usage is covered; a period outside every window is reported as "not
+    covered", never as a finding. ``start`` and ``end`` are aware UTC instants.
+    """
+
+    start: datetime
+    end: datetime
+    meter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The stream's state after every record yielded so far. Opaque to the engine."""
 
@@ -202,6 +219,8 @@ class Connector(ABC):
     @abstractmethod
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Any]:
         """Yield canonical records, :class:`Rejected` items and :class:`Checkpoint` s.
+
+        A usage stream also yields :class:`UsageCoverage` for each window it has read whole.
 
         ``state`` is the last committed checkpoint of this stream (None on a first read).
         Records are canonical model instances (``Customer``, ``Contract``, ...) with

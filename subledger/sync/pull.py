@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 from sqlmodel import Session
 
-from subledger.core.connector import Checkpoint, Connector, RecordGroup, Rejected, UsageEventIn
+from subledger.core.connector import Checkpoint, Connector, RecordGroup, Rejected, UsageCoverage, UsageEventIn
 from subledger.core.db_types import utcnow
 from subledger.core.errors import ConfigError, SystemFailure
 from subledger.core.model.sync_state import Connection, StreamState
+from subledger.core.store.coverage import record_coverage
 from subledger.core.store.records import save_rejects, upsert_batch
 from subledger.core.store.usage import ingest_usage
 
@@ -104,9 +105,10 @@ class _Batch:
         self.records: list[Any] = []
         self.usage: list[UsageEventIn] = []
         self.rejects: list[Rejected] = []
+        self.coverage: list[UsageCoverage] = []
 
     def __len__(self) -> int:
-        return len(self.records) + len(self.usage) + len(self.rejects)
+        return len(self.records) + len(self.usage) + len(self.rejects) + len(self.coverage)
 
     def add_record(self, record: Any) -> None:
         """Add a record; a child row right after its parent joins the parent's group.
@@ -148,6 +150,8 @@ def pull_stream(
             batch.usage.append(item)
         elif isinstance(item, Rejected):
             batch.rejects.append(item)
+        elif isinstance(item, UsageCoverage):
+            batch.coverage.append(item)
         else:
             batch.add_record(item)
     if len(batch):
@@ -187,6 +191,9 @@ def _commit(
                 for c in result.conflicts
             )
         report.rejected += save_rejects(session, system, rejects)
+        if batch.coverage:
+            # The windows vouch for the events above: committed with them, or not at all.
+            record_coverage(session, system, batch.coverage)
         if state is not None:
             row = session.get(StreamState, (system, stream))
             if row is None:

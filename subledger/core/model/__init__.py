@@ -6,6 +6,7 @@ from subledger.core.model.audit import AuditEntry
 from subledger.core.model.base import Provenance, evidence_ref, payload_hash, record_id
 from subledger.core.model.baseline import Baseline
 from subledger.core.model.contract import Contract
+from subledger.core.model.coverage import CoverageWindow
 from subledger.core.model.credit import CreditGrant, CreditLedgerEntry
 from subledger.core.model.credit_note import CreditNote
 from subledger.core.model.customer import Customer
@@ -33,6 +34,7 @@ __all__ = [
     "ClosedPeriodError",
     "Connection",
     "Contract",
+    "CoverageWindow",
     "CreditGrant",
     "CreditLedgerEntry",
     "CreditNote",

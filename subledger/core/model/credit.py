@@ -34,9 +34,20 @@ class CreditGrant(Provenance, table=True):
         default=None, sa_type=ExactDecimal,
         description="what the customer paid per unit of credit (1 for money at face value)",
     )
+    price_minor: int | None = Field(
+        default=None, sa_type=BigInteger,
+        description="what the customer paid for the grant, in minor units (default: amount x cost_basis)",
+    )
     priority: int = 0
     effective_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    breakage: str | None = Field(
+        default=None, max_length=16,
+        description="at_expiry or proportional: how unused paid credit is recognized (default: the contract's policy)",
+    )
+    expected_breakage_rate: Decimal | None = Field(
+        default=None, sa_type=ExactDecimal, description="the share expected to expire unused (proportional breakage)",
+    )
 
 
 class CreditLedgerEntry(SQLModel, table=True):

@@ -8,8 +8,10 @@ a fixed order, each rounded once to minor units:
    arrears: ends in it), prorated by day when partial;
 2. usage components: the aggregate, less the allotment, less unit credits, priced;
 3. component discounts, then invoice discounts;
-4. commitments: minimum true-ups and maximum caps on the spend so far;
-5. money credits, drawn in the documented order.
+4. maximum caps, each on the spend so far;
+5. minimum true-ups, on the spend after the caps on their components (a minimum whose
+   terms say ``measured_on: uncapped_spend``: on the spend before the caps);
+6. money credits, drawn in the documented order.
 
 The total is the sum of the rounded lines. State that spans periods (allotment pools and
 rollovers, per-term spend, credit balances) goes in as :class:`RatingState` and comes
@@ -30,7 +32,7 @@ from subledger.core.model.base import evidence_ref
 from subledger.core.money import DECIMAL_CONTEXT, to_major
 from subledger.core.rating import tiers as tier_math
 from subledger.core.rating.allotments import apply_allotment
-from subledger.core.rating.commitments import cap, true_up
+from subledger.core.rating.commitments import CommitmentPlan, cap, capped_off, true_up
 from subledger.core.rating.credits import CreditBook, CreditMovement, GrantBalance, opening_balances
 from subledger.core.rating.discounts import discount_off
 from subledger.core.rating.lines import (
@@ -308,31 +310,57 @@ class _Period:
 
     def commitments(self, term_spend: dict[str, int]) -> None:
         plan, period = self.plan, self.period
+        # Commitment lines carry no component, so by_component stays the spend before them.
+        by_component = self.by_component
         spend_all = self.total
-        adjustments: list[tuple[str, str, int, tuple[tuple[str, str], ...]]] = []
-        for c in plan.commitments:
-            spent = sum(self.by_component.get(x, 0) for x in c.applies_to) if c.applies_to else spend_all
+        lines: list[tuple[str, str, int, tuple[tuple[str, str], ...]]] = []
+        caps: list[tuple[frozenset[str], int]] = []  # (cap's components, reduction > 0)
+        for c in plan.commitments:  # caps first, each on the spend before any commitment
+            if c.minimum:
+                continue
+            spent = sum(by_component.get(x, 0) for x in c.applies_to) if c.applies_to else spend_all
+            threshold = self._threshold(c)
+            amount = cap(threshold, spent)
+            if amount:
+                caps.append((c.applies_to, -amount))
+                lines.append((MAXIMUM_CAP, c.id, amount, self._detail(c, threshold, spent)))
+        all_components: tuple[str, ...] = ()
+        for c in plan.commitments:  # then minimums, on the spend after the caps they cover
+            if not c.minimum:
+                continue
+            spent = sum(by_component.get(x, 0) for x in c.applies_to) if c.applies_to else spend_all
+            if caps and c.capped:
+                if c.applies_to and not all_components:
+                    all_components = tuple(f.id for f in plan.fees) + tuple(u.id for u in plan.usages)
+                for capped, reduction in caps:
+                    spent -= capped_off(c.applies_to, reduction, capped, all_components, by_component)
             if c.per_term:
                 spent = term_spend.get(c.id, 0) + spent
                 term_spend[c.id] = spent
                 if period.end != plan.term_end:
                     continue
-                threshold = c.amount_minor
-            elif c.prorate and period.days != period.cycle_days:
-                threshold = plan.round(prorate(c.amount, period.days, period.cycle_days))
-            else:
-                threshold = c.amount_minor
-            amount = true_up(threshold, spent) if c.minimum else cap(threshold, spent)
+            threshold = self._threshold(c)
+            amount = true_up(threshold, spent)
             if amount:
-                detail = (
-                    ("commitment", decimal_text(to_major(threshold, plan.currency))),
-                    ("spend", decimal_text(to_major(spent, plan.currency))),
-                    ("per", "term" if c.per_term else "period"),
-                )
-                adjustments.append((MINIMUM_TRUE_UP if c.minimum else MAXIMUM_CAP, c.id, amount, detail))
-        for kind, ident, amount, detail in adjustments:
+                lines.append((MINIMUM_TRUE_UP, c.id, amount, self._detail(c, threshold, spent)))
+        for kind, ident, amount, detail in lines:
             self._adjustment(kind, ident, amount, detail,
                              evidence_ref(plan.system, "contract", plan.contract_id, commitment=ident))
+
+    def _threshold(self, c: CommitmentPlan) -> int:
+        """The commitment's amount for this period, prorated by day when it is partial."""
+        period = self.period
+        if not c.per_term and c.prorate and period.days != period.cycle_days:
+            return self.plan.round(prorate(c.amount, period.days, period.cycle_days))
+        return c.amount_minor
+
+    def _detail(self, c: CommitmentPlan, threshold: int, spent: int) -> tuple[tuple[str, str], ...]:
+        currency = self.plan.currency
+        return (
+            ("commitment", decimal_text(to_major(threshold, currency))),
+            ("spend", decimal_text(to_major(spent, currency))),
+            ("per", "term" if c.per_term else "period"),
+        )
 
     def credits(self) -> None:
         due = self.total

@@ -235,7 +235,7 @@ def compile_terms(
     commitments = tuple(
         CommitmentPlan(
             m.id, m.kind == "minimum", m.amount, parse_major(m.amount, terms.currency), m.per == "term",
-            frozenset(m.applies_to), m.proration == "by_day",
+            frozenset(m.applies_to), m.proration == "by_day", m.measured_on_capped_spend,
         )
         for m in terms.commitments
     )

@@ -5,8 +5,8 @@ Adopt it with one line in a test module::
     TestConformance = subledger.testing.conformance_suite(MyHarness)
 
 (or subclass :class:`ConformanceSuite` and set ``harness_class``). Checks that do not
-apply to a connector (no write capability, no network I/O) skip with the reason
-"not applicable: ...", which pytest prints in its summary.
+apply to a connector (no usage stream, no write capability, no network I/O) skip with
+the reason "not applicable: ...", which pytest prints in its summary.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ from subledger.core.connector import (
     Connector,
     Rejected,
     StreamSpec,
+    UsageCoverage,
     WriteAction,
     WriteConflict,
 )
@@ -88,11 +89,30 @@ def _json_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _primary(items: list[Any], spec: StreamSpec) -> list[Any]:
-    return [i for i in items if not isinstance(i, Checkpoint | Rejected) and is_primary(i, spec.record_type)]
+    return [i for i in items if not isinstance(i, Checkpoint | Rejected | UsageCoverage)
+            and is_primary(i, spec.record_type)]
 
 
 def _records(items: list[Any]) -> list[Any]:
-    return [i for i in items if not isinstance(i, Checkpoint | Rejected)]
+    return [i for i in items if not isinstance(i, Checkpoint | Rejected | UsageCoverage)]
+
+
+def _coverage_problems(where: str, window: UsageCoverage) -> list[str]:
+    """What is wrong with one coverage window: instants that are not aware datetimes, an empty window."""
+    problems = []
+    for name in ("start", "end"):
+        value = getattr(window, name)
+        if not isinstance(value, datetime):
+            problems.append(f"{where}: {name} must be a datetime, not {type(value).__name__} ({value!r})")
+        elif value.tzinfo is None or value.utcoffset() is None:
+            problems.append(f"{where}: {name} is a naive datetime ({value.isoformat()}); attach a timezone (UTC)")
+    if not problems and not window.start < window.end:
+        problems.append(f"{where}: start {window.start.isoformat()} is not before end {window.end.isoformat()}; "
+                        "a window covers [start, end)")
+    if window.meter is not None and (not isinstance(window.meter, str) or not window.meter):
+        problems.append(f"{where}: meter must be a meter key (the one usage events carry) or None for every "
+                        f"meter, not {window.meter!r}")
+    return problems
 
 
 def _last_state(items: list[Any]) -> dict[str, Any] | None:
@@ -357,6 +377,8 @@ class ConformanceSuite:
                 if isinstance(item, Checkpoint):
                     _json_state(item.state)
                     continue
+                if isinstance(item, UsageCoverage):
+                    continue  # test_usage_stream_reports_its_coverage checks these
                 if isinstance(item, Rejected):
                     if not (item.reason and item.fix):
                         problems.append(f"{spec.name}[{n}]: a Rejected item needs a reason and a fix")
@@ -382,6 +404,38 @@ class ConformanceSuite:
             if spec.cursor_field and (not items or not isinstance(items[-1], Checkpoint)):
                 problems.append(f"{spec.name}: an incremental read must end with a Checkpoint")
         _fail("full read", problems)
+
+    def test_usage_stream_reports_its_coverage(
+        self, harness: ConnectorHarness, request: pytest.FixtureRequest
+    ) -> None:
+        """A usage stream says what it has read whole: a full read yields a UsageCoverage with aware
+        datetimes and start < end, before the stream's last checkpoint (so it commits with its events)."""
+        connector = self._connect(harness)
+        specs = [s for s in connector.streams() if s.record_type == "usage_event"]
+        if not specs:
+            _not_applicable(request, f"connector {connector.name!r} declares no usage stream (record type "
+                            "'usage_event')")
+        problems = []
+        for spec in specs:
+            items = self._read(connector, spec.name, None)
+            windows = [(n, i) for n, i in enumerate(items) if isinstance(i, UsageCoverage)]
+            if not windows:
+                problems.append(
+                    f"{spec.name}: a full read yielded no UsageCoverage; yield UsageCoverage(start, end, meter) "
+                    "for each window whose usage was read whole, or reconciliation never judges its periods "
+                    "(see docs/connector-api.md)"
+                )
+                continue
+            last_checkpoint = max((n for n, i in enumerate(items) if isinstance(i, Checkpoint)), default=-1)
+            for n, window in windows:
+                where = f"{spec.name}[{n}]"
+                problems += _coverage_problems(where, window)
+                if n > last_checkpoint:
+                    problems.append(
+                        f"{where}: UsageCoverage after the stream's last checkpoint; yield it before the "
+                        "checkpoint that records the progress it vouches for, so window and state commit together"
+                    )
+        _fail("usage coverage", problems)
 
     def test_incremental_read_resumes_from_a_checkpoint(
         self, harness: ConnectorHarness, request: pytest.FixtureRequest

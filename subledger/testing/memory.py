@@ -15,7 +15,14 @@ Streams: customers, contracts, invoices (with invoice lines), payments (with the
 applications to invoices) and usage_events. Write kinds: ``create_customer``,
 ``create_invoice`` and ``update_customer_fields``; idempotency keys are honoured by the
 store, as a vendor would honour them, so a fresh connector instance replaying a write
-gets the first result back.
+gets the first result back. ``create_invoice`` keeps the payload as the invoice
+(``contract_external_id`` included, so a correction names the contract it is for).
+
+Coverage: the store holds every usage event there is, so each read of ``usage_events``
+that reaches the end of the stream yields, right before its last checkpoint, one
+``UsageCoverage(2000-01-01T00:00Z, <the read instant>, meter=None)``: every meter's usage
+is complete from :data:`COVERAGE_START` (before any test data) up to the moment of the
+read, including meters with no events at all.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from subledger.core.connector import (
     Connector,
     ConnectorConfig,
     StreamSpec,
+    UsageCoverage,
     UsageEventIn,
     WriteAction,
     WriteConflict,
@@ -74,6 +82,8 @@ _RECORD_TYPES = {
     "usage_events": "usage_event",
 }
 _ID_PREFIX = {"customers": "cus", "contracts": "con", "invoices": "inv", "payments": "pay"}
+COVERAGE_START = datetime(2000, 1, 1, tzinfo=UTC)
+"""Where the usage stream's coverage starts: before any usage a test puts in a store."""
 
 
 class SimulatedCrash(BaseException):
@@ -400,9 +410,12 @@ class MemoryConnector(Connector):
             for _, data in page:
                 yield from self._records(stream, data)
             cursor = page[-1][0]
-            yield Checkpoint({"updated_at": cursor.isoformat()})
             if len(page) < self.config.page_size:
-                return
+                break  # the last page: its checkpoint is the final one, below
+            yield Checkpoint({"updated_at": cursor.isoformat()})
+        if stream == "usage_events":
+            # Every event the store holds has now been read (this time or before): all of it is covered.
+            yield UsageCoverage(COVERAGE_START, utcnow())
         yield Checkpoint({"updated_at": cursor.isoformat()} if cursor else dict(state or {}))
 
     def _records(self, stream: str, data: dict[str, Any]) -> Iterator[Any]:
@@ -422,16 +435,18 @@ class MemoryConnector(Connector):
             return
         model = {"customers": Customer, "contracts": Contract, "invoices": Invoice, "payments": Payment}[stream]
         rid = record_id(_ID_PREFIX[stream], system, data["external_id"])
-        if stream == "customers":
-            # Fields a CRM holds beyond the canonical ones (usage to date, ...) land in attributes.
-            extra = {k: v for k, v in fields.items() if k not in Customer.model_fields}
-            fields = {k: v for k, v in fields.items() if k in Customer.model_fields}
+        if stream in ("customers", "invoices"):
+            # Fields beyond the canonical ones (a CRM's usage to date, a written invoice's metadata and
+            # description) land in attributes; ISO text from a write payload becomes dates.
+            extra = {k: v for k, v in fields.items() if k not in model.model_fields}
+            fields = {k: _when(k, v) for k, v in fields.items() if k in model.model_fields}
             fields["attributes"] = {**fields.get("attributes", {}), **extra}
         yield model(id=rid, system=system, fetched_at=fetched_at, payload_hash=digest, **fields)
         for line in data.get("lines", []):
+            known = {k: _when(k, v) for k, v in line.items() if k in InvoiceLine.model_fields}
             yield InvoiceLine(
                 invoice_id=rid,
-                **{**line, "quantity": _decimal(line.get("quantity")), "unit_price": _decimal(line.get("unit_price"))},
+                **{**known, "quantity": _decimal(line.get("quantity")), "unit_price": _decimal(line.get("unit_price"))},
             )
         for application in data.get("applications", []):
             yield PaymentApplication(payment_id=rid, currency=data["currency"], **application)
@@ -452,6 +467,21 @@ class MemoryConnector(Connector):
 
 def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
+
+
+_DATES = frozenset({"period_start", "period_end", "service_start", "service_end", "start_date", "end_date"})
+_TIMES = frozenset({"issued_at", "due_at"})
+
+
+def _when(name: str, value: Any) -> Any:
+    """ISO text (as a write payload carries it) as the date or datetime the field holds."""
+    if not isinstance(value, str):
+        return value
+    if name in _DATES:
+        return date.fromisoformat(value)
+    if name in _TIMES:
+        return datetime.fromisoformat(value)
+    return value
 
 
 class MemoryPlugin:

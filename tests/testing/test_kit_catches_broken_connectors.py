@@ -20,7 +20,9 @@ from decimal import Decimal
 
 from pydantic import SecretStr
 
-from subledger.core.connector import CheckResult, Checkpoint, ConnectorConfig, UsageEventIn, WriteResult
+from subledger.core.connector import (
+    CheckResult, Checkpoint, ConnectorConfig, UsageCoverage, UsageEventIn, WriteResult,
+)
 from subledger.core.errors import ConfigError, SystemFailure, TransientError
 from subledger.core.http import error_for_status
 from subledger.testing import conformance_suite
@@ -40,6 +42,7 @@ EVERY_CHECK = {
     "test_check_refuses_each_bad_config",
     "test_stream_declarations",
     "test_full_read_yields_valid_canonical_records",
+    "test_usage_stream_reports_its_coverage",
     "test_incremental_read_resumes_from_a_checkpoint",
     "test_far_future_cursor_yields_nothing",
     "test_write_returns_an_external_id_and_replay_creates_no_duplicate",
@@ -98,6 +101,56 @@ def test_duplicate_keys_fail_the_full_read(pytester: pytest.Pytester) -> None:
     assert_only_these_fail(outcomes, {"test_full_read_yields_valid_canonical_records"})
     assert "usage_events[1]: duplicate key ('evt_1',) (first at [0])" in texts[
         "test_full_read_yields_valid_canonical_records"]
+
+
+def test_a_usage_stream_that_reports_no_coverage_fails_the_coverage_check(pytester: pytest.Pytester) -> None:
+    outcomes, texts = run_kit(pytester, """
+        class Broken(MemoryConnector):
+            name = "broken"
+
+            def read(self, stream, state):
+                # Reads every event but never says which window they complete.
+                yield from (i for i in super().read(stream, state) if not isinstance(i, UsageCoverage))
+    """)
+    assert_only_these_fail(outcomes, {"test_usage_stream_reports_its_coverage"})
+    assert "usage_events: a full read yielded no UsageCoverage" in texts["test_usage_stream_reports_its_coverage"]
+
+
+def test_coverage_after_the_last_checkpoint_or_backwards_fails_the_coverage_check(pytester: pytest.Pytester) -> None:
+    outcomes, texts = run_kit(pytester, """
+        from datetime import datetime, timezone
+
+        class Broken(MemoryConnector):
+            name = "broken"
+
+            def read(self, stream, state):
+                yield from (i for i in super().read(stream, state) if not isinstance(i, UsageCoverage))
+                if stream == "usage_events":  # committed with no checkpoint, and ending before it starts
+                    yield UsageCoverage(datetime(2024, 2, 1, tzinfo=timezone.utc), datetime(2024, 1, 1))
+    """)
+    assert_only_these_fail(outcomes, {
+        "test_usage_stream_reports_its_coverage",
+        "test_full_read_yields_valid_canonical_records",  # the stream no longer ends on its checkpoint
+    })
+    text = texts["test_usage_stream_reports_its_coverage"]
+    # 5 events in pages of 2: e1 e2 checkpoint e3 e4 checkpoint e5 checkpoint, then [8] the window.
+    assert "usage_events[8]: end is a naive datetime (2024-01-01T00:00:00); attach a timezone (UTC)" in text
+    assert "usage_events[8]: UsageCoverage after the stream's last checkpoint" in text
+    assert "usage_events: an incremental read must end with a Checkpoint" in texts[
+        "test_full_read_yields_valid_canonical_records"]
+
+
+def test_a_connector_without_a_usage_stream_is_not_judged_on_coverage(pytester: pytest.Pytester) -> None:
+    outcomes, _ = run_kit(pytester, """
+        class Broken(MemoryConnector):
+            name = "broken"
+
+            def streams(self):
+                return [s for s in super().streams() if s.record_type != "usage_event"]
+    """)
+    assert outcomes.pop("test_usage_stream_reports_its_coverage") == "skipped"
+    assert set(outcomes) == EVERY_CHECK - {"test_usage_stream_reports_its_coverage"}
+    assert set(outcomes.values()) == {"passed"}
 
 
 def test_a_secret_in_a_log_message_fails_the_log_check(pytester: pytest.Pytester) -> None:
@@ -205,6 +258,7 @@ def test_a_checkpoint_yielded_before_its_records_fails_the_resume_check(pytester
     assert_only_these_fail(outcomes, {
         "test_incremental_read_resumes_from_a_checkpoint",
         "test_full_read_yields_valid_canonical_records",  # the last records now follow the last checkpoint
+        "test_usage_stream_reports_its_coverage",  # and so does the usage window
     })
     assert "customers: an incremental read must end with a Checkpoint" in texts[
         "test_full_read_yields_valid_canonical_records"]

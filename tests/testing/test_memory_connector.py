@@ -3,12 +3,12 @@ and simulated crashes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
-from subledger.core.connector import Checkpoint, UsageEventIn, WriteAction, WriteConflict
+from subledger.core.connector import Checkpoint, UsageCoverage, UsageEventIn, WriteAction, WriteConflict
 from subledger.core.errors import ConfigError, FailureKind
 from subledger.core.model import Customer, Invoice, InvoiceLine, record_id
 from subledger.core.plugins import get_connector_class, plugin_report
@@ -27,7 +27,7 @@ def connect(name: str = "default", **config: object) -> MemoryConnector:
 
 
 def records(items: list[object]) -> list[object]:
-    return [i for i in items if not isinstance(i, Checkpoint)]
+    return [i for i in items if not isinstance(i, Checkpoint | UsageCoverage)]
 
 
 def test_the_fixture_registers_the_connector_for_the_test_only(memory_store: MemoryStore) -> None:
@@ -172,3 +172,47 @@ def test_a_write_kind_it_does_not_support_is_a_config_error(memory_store: Memory
 def test_an_unknown_store_is_refused_by_check(memory_store: MemoryStore) -> None:
     result = connect("nowhere").check()
     assert not result.ok and "no in-memory store named 'nowhere'" in result.message
+
+
+def test_the_usage_stream_covers_every_meter_from_2000_to_the_read_before_its_last_checkpoint(
+    memory_store: MemoryStore,
+) -> None:
+    memory_store.seed_example()  # 5 api_calls events, 2024-01-01..05
+    before = datetime.now(UTC)
+
+    items = list(connect(page_size=2).read("usage_events", None))
+
+    assert [type(i).__name__ for i in items] == [
+        "UsageEventIn", "UsageEventIn", "Checkpoint", "UsageEventIn", "UsageEventIn", "Checkpoint",
+        "UsageEventIn", "UsageCoverage", "Checkpoint"]
+    window = items[-2]
+    assert (window.start, window.meter) == (datetime(2000, 1, 1, tzinfo=UTC), None)  # None: every meter
+    assert before <= window.end <= datetime.now(UTC)
+    # A read with nothing new still vouches for everything the store holds; other streams say nothing.
+    again = list(connect().read("usage_events", items[-1].state))
+    assert [type(i).__name__ for i in again] == ["UsageCoverage", "Checkpoint"]
+    assert not any(isinstance(i, UsageCoverage) for i in connect().read("invoices", None))
+
+
+def test_create_invoice_keeps_the_contract_it_corrects_and_reads_back_as_written(memory_store: MemoryStore) -> None:
+    memory_store.seed_example()
+    correction = WriteAction("create_invoice", "sl_unbilled_acme_2024_03", {
+        "customer_external_id": "cus_acme", "contract_external_id": "con_acme_2024", "currency": "USD",
+        "status": "open", "subtotal_minor": 7902, "total_minor": 7902, "amount_due_minor": 7902,
+        "period_start": "2024-03-01", "period_end": "2024-03-31",
+        "metadata": {"subledger_finding": "fnd_1"},
+        "lines": [{"line_key": "1", "kind": "usage", "description": "usage:api_calls 2024-03 (correction)",
+                   "component": "api_calls", "meter": "api_calls", "quantity": "39510", "amount_minor": 7902,
+                   "currency": "USD", "service_start": "2024-03-01", "service_end": "2024-03-31"}],
+    })
+
+    written = connect().write(correction)
+    read = records(list(connect().read("invoices", None)))
+    at = next(n for n, r in enumerate(read) if getattr(r, "external_id", None) == written.external_id)
+    invoice, line = read[at], read[at + 1]
+
+    assert (invoice.contract_external_id, invoice.total_minor, invoice.period_start) == (
+        "con_acme_2024", 7902, date(2024, 3, 1))
+    assert invoice.attributes == {"metadata": {"subledger_finding": "fnd_1"}}
+    assert (line.component, line.meter, line.kind, line.quantity, line.service_start, line.service_end) == (
+        "api_calls", "api_calls", "usage", Decimal("39510"), date(2024, 3, 1), date(2024, 3, 31))

@@ -56,7 +56,7 @@ def test_checks_declared_not_applicable_are_listed_with_their_reason(pytester: p
 
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
 
-    result.assert_outcomes(passed=12, skipped=6)
+    result.assert_outcomes(passed=13, skipped=6)
     result.stdout.fnmatch_lines([
         "*subledger conformance: not applicable*",
         "test_kit.py::TestKit::test_retry_429_honours_retry_after[[]seconds[]]: "

@@ -48,7 +48,9 @@ class StripeConfig(ConnectorConfig):
         description="a cursor older than this re-reads everything, since Stripe keeps events for 30 days",
     )
     usage_start: date | None = Field(
-        default=None, description="first day of meter usage to read (default: 35 days before the first read)"
+        default=None,
+        description="first day of meter usage to read (default: the earliest start_date of any subscription in "
+        "the account, so every billed period can be reconciled; 35 days before the first read when there is none)",
     )
     usage_lookback_days: int = Field(
         default=2, ge=0, le=35, description="closed days of usage re-checked on each read to catch late events"

@@ -229,8 +229,35 @@ def line_quantity(line: dict[str, Any]) -> Decimal | None:
     return None if line.get("quantity") is None else Decimal(int(line["quantity"]))
 
 
+CONTRACT_LINK_KEY = "subledger_contract"
+"""Invoice metadata naming the contract an invoice subledger wrote is for (a correction)."""
+
+
+def line_link(line: dict[str, Any], key: str) -> str | None:
+    """``metadata[key]`` of a line, else of its invoice item (when expanded).
+
+    subledger writes ``subledger_component``, ``subledger_meter``, ``subledger_kind`` and
+    ``subledger_quantity`` on the invoice items it creates; Stripe shows an invoice item's
+    metadata on its line.
+    """
+    item = line.get("invoice_item")
+    return _link(line.get("metadata"), key) or (_link(item.get("metadata"), key) if isinstance(item, dict) else None)
+
+
+def line_explicit_quantity(line: dict[str, Any]) -> Decimal | None:
+    """The quantity subledger wrote on a line (``subledger_quantity``); None when absent or not a number."""
+    text = line_link(line, "subledger_quantity")
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        return None
+    return value if value.is_finite() else None
+
+
 def line_kind(line: dict[str, Any], price: dict[str, Any] | None) -> str:
-    explicit = (line.get("metadata") or {}).get("subledger_kind")
+    explicit = line_link(line, "subledger_kind")
     if explicit in ("recurring", "usage", "true_up", "credit", "discount", "tax", "other"):
         return explicit
     if line.get("amount", 0) < 0:
@@ -261,9 +288,7 @@ def credits_applied(line: dict[str, Any]) -> list[tuple[str, int, str | None]]:
 
 def line_grant_link(line: dict[str, Any]) -> str | None:
     """The credit grant a line sells: ``metadata.subledger_credit_grant`` of the line or its invoice item."""
-    item = line.get("invoice_item")
-    return _link(line.get("metadata"), GRANT_LINK_KEY) or (
-        _link(item.get("metadata"), GRANT_LINK_KEY) if isinstance(item, dict) else None)
+    return line_link(line, GRANT_LINK_KEY)
 
 
 def invoice(
@@ -283,6 +308,11 @@ def invoice(
     expanded). Billing credits applied to a line become a ``credit`` line right after it
     (``-amount``, same service period, component and meter), so the lines add up to the
     invoice's total before tax.
+
+    An invoice subledger wrote reads back as written: ``metadata.subledger_contract`` is its
+    ``contract_external_id`` (else the subscription), and a line's ``subledger_component``,
+    ``subledger_meter``, ``subledger_kind`` and ``subledger_quantity`` metadata are its
+    component, meter, kind and quantity.
     """
     cur = currency_code(obj["currency"])
     invoice_id = record_id("inv", system, obj["id"])
@@ -294,9 +324,13 @@ def invoice(
             price = (prices or {}).get(price) or {"id": price}
         recurring = (price or {}).get("recurring") or {}
         meter_id = recurring.get("meter")
-        quantity = line_quantity(line)
+        explicit_quantity = line_explicit_quantity(line)
+        quantity = line_quantity(line) if explicit_quantity is None else explicit_quantity
         unit_price = None
-        if price and price.get("billing_scheme") == "per_unit" and price.get("unit_amount_decimal") is not None:
+        if explicit_quantity is not None:
+            # A line subledger wrote: its amount is for the quantity it names, whatever price Stripe made for it.
+            unit_price = major_price(Decimal(line["amount"]) / quantity, cur) if quantity else None
+        elif price and price.get("billing_scheme") == "per_unit" and price.get("unit_amount_decimal") is not None:
             unit_price = major_price(price["unit_amount_decimal"], cur)
             tq = price.get("transform_quantity")
             if tq:
@@ -316,9 +350,10 @@ def invoice(
             line_key=line.get("id") or str(n),
             kind=line_kind(line, price),
             description=(line.get("description") or "")[:1024],
-            component=(price or {}).get("id") or (line.get("metadata") or {}).get("subledger_component"),
-            meter=(meter_keys or {}).get(meter_id, meter_id) if meter_id else
-            (line.get("metadata") or {}).get("subledger_meter"),
+            # What subledger wrote on a line wins over what Stripe made of it (an ad-hoc price).
+            component=line_link(line, "subledger_component") or (price or {}).get("id"),
+            meter=line_link(line, "subledger_meter") or
+            ((meter_keys or {}).get(meter_id, meter_id) if meter_id else None),
             quantity=quantity,
             unit_price=unit_price,
             amount_minor=minor(line["amount"], cur),
@@ -363,7 +398,7 @@ def invoice(
         fetched_at=utcnow(),
         payload_hash=_hash({"invoice": obj, "lines": lines}),
         customer_external_id=ref_id(obj["customer"]) or "",
-        contract_external_id=invoice_subscription(obj),
+        contract_external_id=_link(obj.get("metadata"), CONTRACT_LINK_KEY) or invoice_subscription(obj),
         number=obj.get("number"),
         status=obj.get("status") or "draft",
         currency=cur,

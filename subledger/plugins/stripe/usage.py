@@ -11,6 +11,17 @@ rewritten (usage events are immutable): for ``sum`` and ``count`` meters the dif
 is added as a correcting event (``...:<day>+<new total>``); for a ``last`` meter the
 change is reported as a rejected record for review. The state holds, per meter, the
 first day not yet read, plus the totals sent for the days still inside the lookback.
+
+Coverage: after reading one meter's days ``[start, end)`` for every customer, the stream
+yields ``UsageCoverage(start, end, meter=<event_name>)`` right before the checkpoint that
+records the meter's progress, so the window commits with the events it vouches for. The
+next read starts ``usage_lookback_days`` before the previous end, so consecutive windows
+overlap (or touch, with no lookback) and merge into one. A meter with no closed day to
+read this time yields no window.
+
+Where a meter's first read starts: ``usage_start`` when configured, else the start of the
+account's contract history (the earliest ``start_date`` of any subscription, any
+status), else, in an account without subscriptions, 35 days back.
 """
 
 from __future__ import annotations
@@ -20,22 +31,49 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from subledger.core.connector import Checkpoint, Rejected, UsageEventIn
+from subledger.core.connector import Checkpoint, Rejected, UsageCoverage, UsageEventIn
 from subledger.core.db_types import decimal_text
 from subledger.core.model import payload_hash
 
 if TYPE_CHECKING:
     from subledger.plugins.stripe.connector import StripeConnector
 
-FIRST_READ_DAYS = 35  # Stripe's own backdating window
+FIRST_READ_DAYS = 35  # Stripe's own backdating window: the first read of an account without subscriptions
 
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
+def _midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
 def _epoch(d: date) -> int:
-    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
+    return int(_midnight(d).timestamp())
+
+
+def contract_history_start(connector: StripeConnector) -> date | None:
+    """The UTC day the account's earliest subscription (any status) started; None without any.
+
+    Stripe lists subscriptions newest first and a backdated one can start before older
+    ones, so every page is read (one list call per 100 subscriptions).
+    """
+    api = connector.api
+    starts = [
+        int(sub.get("start_date") or sub["created"])
+        for sub in api.list_all("list subscriptions (contract history start)",
+                                lambda q: api.v1.subscriptions.list(params=q), {"status": "all"})
+    ]
+    return datetime.fromtimestamp(min(starts), UTC).date() if starts else None
+
+
+def first_usage_day(connector: StripeConnector, today: date) -> date:
+    """Where a meter's first read starts: ``usage_start``, else the contract history, else 35 days back."""
+    if connector.config.usage_start is not None:
+        return connector.config.usage_start
+    history = contract_history_start(connector)
+    return min(history, today) if history is not None else today - timedelta(days=FIRST_READ_DAYS)
 
 
 def _quantity(value: Any) -> Decimal:
@@ -54,15 +92,19 @@ def read_usage(connector: StripeConnector, state: dict[str, Any] | None) -> Iter
     end = today_utc()
     meters = list(api.list_all("list billing meters", lambda q: api.v1.billing.meters.list(params=q), {}))
     customers = [c["id"] for c in api.list_all("list customers", lambda q: api.v1.customers.list(params=q), {})]
+    first_day: date | None = None  # looked up once, and only when a meter is read for the first time
     for meter in sorted(meters, key=lambda m: m["id"]):
         mid = meter["id"]
         if mid in next_days:
             start = date.fromisoformat(next_days[mid]) - timedelta(days=config.usage_lookback_days)
         else:
-            start = config.usage_start or (end - timedelta(days=FIRST_READ_DAYS))
+            first_day = first_day or first_usage_day(connector, end)
+            start = first_day
         if start < end:
             for customer in customers:
                 yield from _customer_days(connector, meter, customer, start, end, sent)
+            # Every customer's days of this meter in [start, end) are read: say so, with its checkpoint.
+            yield UsageCoverage(_midnight(start), _midnight(end), meter=meter["event_name"])
         next_days[mid] = max(end, date.fromisoformat(next_days.get(mid, end.isoformat()))).isoformat()
         horizon = (end - timedelta(days=config.usage_lookback_days)).isoformat()
         sent = {k: v for k, v in sent.items() if k.rsplit("|", 1)[-1] >= horizon}

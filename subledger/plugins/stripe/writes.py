@@ -9,10 +9,16 @@ forgets keys after 24 hours, so each created object also carries
 ``create_invoice`` payload (amounts in minor units of ``currency``)::
 
     {"customer_external_id": "cus_...", "currency": "USD", "description": "...",
+     "contract_external_id": "sub_...",
      "lines": [{"description": "API calls overage", "amount_minor": 12500,
                 "quantity": "250000", "service_start": "2026-01-01", "service_end": "2026-01-31",
                 "component": "api_calls", "meter": "api_calls", "kind": "usage"}],
      "metadata": {...}}
+
+What the invoice fixes travels with it, so a re-read maps it back: the contract as the
+invoice's ``metadata.subledger_contract`` (when given), and each line's ``component``,
+``meter``, ``kind`` and ``quantity`` (the quantity difference) as its invoice item's
+``metadata.subledger_<name>`` (see :func:`subledger.plugins.stripe.mapping.invoice`).
 
 ``update_customer_metadata``: ``{"metadata": {"subledger_id": "acme"}}`` on
 ``target_external_id``; ``base_version`` ``{"metadata": {"subledger_id": null}}`` is what the
@@ -35,7 +41,7 @@ from subledger.core.connector import WriteAction, WriteConflict, WriteResult
 from subledger.core.db_types import decimal_text
 from subledger.core.errors import ConfigError, SystemFailure
 from subledger.core.money import exponent, normalize_currency
-from subledger.plugins.stripe.mapping import STRIPE_EXPONENT_OVERRIDES
+from subledger.plugins.stripe.mapping import CONTRACT_LINK_KEY, STRIPE_EXPONENT_OVERRIDES
 
 if TYPE_CHECKING:
     from subledger.plugins.stripe.connector import StripeConnector
@@ -164,6 +170,9 @@ def _create_invoice(connector: StripeConnector, action: WriteAction) -> WriteRes
             "metadata": {**{str(k): str(v) for k, v in (action.payload.get("metadata") or {}).items()},
                          ACTION_KEY: marker},
         }
+        contract = action.payload.get("contract_external_id")
+        if contract:
+            params["metadata"][CONTRACT_LINK_KEY] = _metadata_value(str(contract))
         if config.collection_method == "send_invoice":
             params["days_until_due"] = config.days_until_due
         if action.payload.get("description"):
@@ -181,8 +190,7 @@ def _create_invoice(connector: StripeConnector, action: WriteAction) -> WriteRes
             "currency": currency.lower(),
             "amount": _stripe_amount(line["amount_minor"], currency),
             "description": _line_description(line)[:5000],
-            "metadata": {ACTION_KEY: marker, LINE_KEY: str(n),
-                         **{f"subledger_{k}": str(line[k]) for k in ("component", "meter", "kind") if line.get(k)}},
+            "metadata": {ACTION_KEY: marker, LINE_KEY: str(n), **_line_metadata(line)},
         }
         if line.get("service_start"):
             end_day = line.get("service_end") or line["service_start"]
@@ -195,6 +203,18 @@ def _create_invoice(connector: StripeConnector, action: WriteAction) -> WriteRes
             invoice["id"], params={"auto_advance": False}, options={"idempotency_key": _key(key, "finalize")}))
     after = api.call(f"retrieve invoice {invoice['id']}", lambda: api.v1.invoices.retrieve(invoice["id"])).to_dict()
     return WriteResult(after["id"], created=existing is None, record=after)
+
+
+def _line_metadata(line: dict[str, Any]) -> dict[str, str]:
+    """``subledger_component``/``_meter``/``_kind``/``_quantity`` of a line, for the mapping to read back."""
+    out = {f"subledger_{k}": str(line[k])[:500] for k in ("component", "meter", "kind") if line.get(k)}
+    quantity = line.get("quantity")
+    if quantity not in (None, ""):
+        with contextlib.suppress(InvalidOperation):  # a quantity that is not a number is left out
+            value = Decimal(str(quantity))
+            if value.is_finite():
+                out["subledger_quantity"] = decimal_text(value)
+    return out
 
 
 def _line_description(line: dict[str, Any]) -> str:

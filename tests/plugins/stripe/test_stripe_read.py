@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 import stripe
-from stripe_testkit import DAY, TrafficCheck, basic_fixture
+from stripe_testkit import DAY, TrafficCheck, basic_fixture, catalog_only
 
-from subledger.core.connector import Checkpoint, RecordGroup, Rejected, UsageEventIn
+from subledger.core.connector import Checkpoint, RecordGroup, Rejected, UsageCoverage, UsageEventIn
 from subledger.core.model import Contract, Customer, Invoice, Payment
 from subledger.core.sandbox import SandboxServer
+from subledger.core.store.coverage import merge_windows
 from subledger.core.terms import load_terms
 from subledger.plugins.stripe import mapping
 from subledger.plugins.stripe.connector import StripeConnector
@@ -41,7 +42,16 @@ def v1(server: SandboxServer) -> Any:
 
 
 def records(items: list[Any]) -> list[Any]:
-    return [i for i in items if not isinstance(i, Checkpoint | Rejected)]
+    return [i for i in items if not isinstance(i, Checkpoint | Rejected | UsageCoverage)]
+
+
+def windows(items: list[Any]) -> list[tuple[date, date, str | None]]:
+    """The UsageCoverage a read yielded, as (first day, end day exclusive, meter)."""
+    return [(w.start.date(), w.end.date(), w.meter) for w in items if isinstance(w, UsageCoverage)]
+
+
+def midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def read(connector: StripeConnector, stream: str, state: dict[str, Any] | None = None
@@ -152,6 +162,75 @@ def test_usage_reads_closed_days_and_corrects_late_events(
     assert (correction.event_id, correction.quantity) == (f"mtr_api:cus_acme:{days_ago(1)}+125", Decimal(25))
     assert correction.properties["correction_of"] == first.event_id
     assert records(read(connector, "usage", state)[0]) == []
+
+
+def test_usage_reports_each_meter_window_before_its_checkpoint_and_the_windows_join(
+    now: int, connect: Callable[..., StripeConnector], v1: Any
+) -> None:
+    """First read: days [today-60, today) of api_calls for every customer, vouched for right
+    before the checkpoint that records them. Later reads re-check the 2-day lookback, so
+    their windows [today-2, today) overlap and the union stays one window."""
+    v1.billing.meters.create(params={"display_name": "Storage", "event_name": "storage_gb",
+                                     "default_aggregation": {"formula": "last"}})  # no usage at all
+    connector = connect(usage_start=days_ago(60))
+    items, state = read(connector, "usage")
+    api, storage = sorted(windows(items), key=lambda w: w[2] or "")
+    assert api == (days_ago(60), days_ago(0), "api_calls") and storage == (days_ago(60), days_ago(0), "storage_gb")
+    for n, item in enumerate(items):
+        if isinstance(item, UsageCoverage):  # aware UTC midnights, committed with the meter's checkpoint
+            assert item.start.tzinfo is UTC and item.start.hour == 0 and isinstance(items[n + 1], Checkpoint)
+    assert sum(u.quantity for u in records(items)) == Decimal(1800)  # 1,500 forty days ago + 300 three days ago
+
+    items, state = read(connector, "usage", state)
+    assert sorted(windows(items), key=lambda w: w[2] or "") == [(days_ago(2), days_ago(0), "api_calls"),
+                                                                 (days_ago(2), days_ago(0), "storage_gb")]
+    assert merge_windows([(midnight(days_ago(60)), midnight(days_ago(0))),
+                          (midnight(days_ago(2)), midnight(days_ago(0)))]) == [
+        (midnight(days_ago(60)), midnight(days_ago(0)))]
+
+    nothing_left = connect(usage_start=days_ago(60), usage_lookback_days=0)
+    assert windows(read(nothing_left, "usage", state)[0]) == []  # today is not closed: no day to read, no window
+
+
+def test_usage_starts_where_the_contract_history_starts(
+    sandbox: StripeSandbox, connect: Callable[..., StripeConnector], v1: Any, traffic: TrafficCheck
+) -> None:
+    """No usage_start: the first read starts at the earliest start_date of any subscription,
+    a cancelled one included. Globex's subscription started 100 days ago and was cancelled;
+    Acme's started 60 days ago. So usage is read from 100 days back, and the 1,500 calls of
+    40 days ago (outside the old 35-day default) are read."""
+    moment = int(time.time())
+    fixture = basic_fixture(moment)
+    fixture["subscriptions"].append({"id": "sub_globex_old", "customer": "cus_globex", "created": moment - 100 * DAY,
+                                     "items": [{"price": "price_seat", "quantity": 1}]})
+    sandbox.seed(fixture)
+    v1.subscriptions.cancel("sub_globex_old")
+    sandbox.exchanges.clear()
+
+    items, _ = read(connect(), "usage")
+
+    first_day = datetime.fromtimestamp(moment - 100 * DAY, UTC).date()
+    assert windows(items) == [(first_day, days_ago(0), "api_calls")]
+    assert sorted(u.quantity for u in records(items)) == [Decimal(300), Decimal(1500)]
+    listed = [e.request for e in sandbox.exchanges if e.request.path == "/v1/subscriptions"]
+    assert listed and all(r.query.get("status") == "all" for r in listed)
+    traffic.assert_valid(sandbox)
+
+
+def test_usage_without_subscriptions_starts_35_days_back_and_usage_start_overrides(
+    sandbox: StripeSandbox, connect: Callable[..., StripeConnector]
+) -> None:
+    moment = int(time.time())
+    fixture = basic_fixture(moment)
+    sandbox.seed({**catalog_only(fixture), "meter_events": fixture["meter_events"]})  # no subscription at all
+
+    items, _ = read(connect(), "usage")
+    assert windows(items) == [(days_ago(35), days_ago(0), "api_calls")]
+    assert [u.quantity for u in records(items)] == [Decimal(300)]  # the event 40 days ago is before the window
+
+    items, _ = read(connect(usage_start=days_ago(45)), "usage")
+    assert windows(items) == [(days_ago(45), days_ago(0), "api_calls")]
+    assert sorted(u.quantity for u in records(items)) == [Decimal(300), Decimal(1500)]
 
 
 def test_incremental_reads_catch_updates_not_just_creations(

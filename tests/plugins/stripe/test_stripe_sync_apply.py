@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,11 +21,13 @@ from sqlmodel import Session, SQLModel, select
 from stripe_testkit import basic_fixture
 
 import subledger.plugins.stripe as stripe_plugin
-from subledger.core.model import Connection, Invoice, InvoiceLine
+from subledger.core.model import Connection, Invoice, InvoiceLine, UsageEvent
 from subledger.core.model.action import Action
+from subledger.core.model.coverage import CoverageWindow
 from subledger.core.plugins import register_plugin
 from subledger.core.sandbox import SandboxServer
 from subledger.core.secrets import config_for_storage
+from subledger.core.store.coverage import load_coverage
 from subledger.plugins.stripe.config import StripeConfig
 from subledger.plugins.stripe.sandbox import DEFAULT_API_KEY, StripeSandbox
 from subledger.sync.apply import apply_actions
@@ -78,6 +82,43 @@ def test_pull_stores_the_stripe_account(store: Engine) -> None:
     assert sorted(ln.amount_minor for ln in lines) == [0, 600]
     again = pull(store, "stripe")
     assert sum(s.records for s in again.streams) == 0  # nothing changed, nothing re-read
+
+
+def test_pull_covers_usage_from_the_contract_history_start_in_one_window(store: Engine, server: SandboxServer
+                                                                          ) -> None:
+    """No usage_start is configured: usage is read from the day Acme's subscription started
+    (60 days ago), so its first month can be judged; the 1,500 calls of 40 days ago and the
+    300 of 3 days ago are stored. The next pull re-checks the 2-day lookback; its window
+    overlaps and the store still holds one window."""
+    v1 = stripe.StripeClient(DEFAULT_API_KEY, base_addresses={"api": server.url}, max_network_retries=0).v1
+    started = datetime.fromtimestamp(v1.subscriptions.retrieve("sub_acme").start_date, UTC)
+    first, today = (datetime(d.year, d.month, d.day, tzinfo=UTC) for d in (started, datetime.now(UTC)))
+    pull(store, "stripe", streams=["usage"])
+    pull(store, "stripe", streams=["usage"])
+    with Session(store) as session:
+        coverage = load_coverage(session, "stripe")
+        quantities = sorted(e.quantity for e in session.exec(select(UsageEvent)).all())
+        rows = session.exec(select(CoverageWindow)).all()
+    assert quantities == [Decimal(300), Decimal(1500)]
+    assert [(r.meter, r.start, r.end) for r in rows] == [("api_calls", first, today)]
+    assert coverage.gap(["api_calls"], first, today) is None
+    assert coverage.gap(["api_calls"], first - timedelta(days=1), today) == first - timedelta(days=1)
+
+
+def test_an_applied_correction_reads_back_with_its_contract(store: Engine, server: SandboxServer) -> None:
+    with Session(store) as session, session.begin():
+        act = session.get(Action, "act_overage")
+        assert act is not None
+        act.payload = {**PAYLOAD, "contract_external_id": "800Kc00000ACME01"}
+        session.add(act)
+    assert apply_actions(store, actor="tests").done == ["act_overage"]
+    pull(store, "stripe", streams=["invoices"])
+    with Session(store) as session:
+        [invoice] = session.exec(select(Invoice).where(Invoice.external_id == action(store).external_id)).all()
+        lines = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)).all()
+    assert (invoice.contract_external_id, invoice.total_minor) == ("800Kc00000ACME01", 700)
+    assert sorted((ln.amount_minor, ln.component, ln.kind, ln.quantity) for ln in lines) == [
+        (100, None, "other", Decimal(1)), (600, "api_calls", "usage", Decimal(1500))]
 
 
 def test_apply_creates_exactly_one_invoice_when_the_connection_drops_after_the_write(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import stripe
 from stripe_testkit import DAY, TrafficCheck, basic_fixture
 
-from subledger.core.connector import WriteAction, WriteConflict
+from subledger.core.connector import RecordGroup, WriteAction, WriteConflict
 from subledger.core.errors import ConfigError, SystemFailure, TransientError
 from subledger.core.sandbox import SandboxServer
 from subledger.plugins.stripe.client import StripeApi
@@ -63,8 +64,48 @@ def test_create_invoice_makes_a_draft_with_its_lines_and_marks(
     jan_1, feb_1 = (int(datetime(2026, m, 1, tzinfo=UTC).timestamp()) for m in (1, 2))
     assert (first.period.start, first.period.end, first.amount) == (jan_1, feb_1, 12_500)
     assert first.metadata.to_dict() == {"subledger_action_id": OVERAGE.idempotency_key, "subledger_line": "0",
-                                        "subledger_component": "api_calls", "subledger_kind": "usage"}
+                                        "subledger_component": "api_calls", "subledger_kind": "usage",
+                                        "subledger_quantity": "250000"}
     assert result.record["id"] == invoice.id
+    traffic.assert_valid(sandbox)
+
+
+def test_a_correction_carries_its_contract_component_period_and_quantity_back_into_the_read(
+    connect: Callable[..., StripeConnector], v1: Any, traffic: TrafficCheck, sandbox: StripeSandbox
+) -> None:
+    """A stale-rate correction for Salesforce contract 800Kc00000ACME01: 39,510 API calls
+    (the quantity difference) for $79.02 in March 2026. Stripe keeps the contract on the
+    invoice and the line's terms on its invoice item; the invoices stream reads them back."""
+    correction = WriteAction("create_invoice", "unbilled_usage:acme:api_calls:2026-03", {
+        "customer_external_id": "cus_acme", "currency": "USD", "contract_external_id": "800Kc00000ACME01",
+        "metadata": {"subledger_finding": "fnd_stale_rate"},
+        "lines": [{"line_key": "1", "kind": "usage", "description": "usage:api_calls 2026-03 (correction)",
+                   "component": "api_calls", "meter": "api_calls", "quantity": "39510", "amount_minor": 7902,
+                   "currency": "USD", "service_start": "2026-03-01", "service_end": "2026-03-31"}],
+    })
+    connector = connect()
+    written = connector.write(correction)
+    assert v1.invoices.retrieve(written.external_id).metadata.to_dict() == {
+        "subledger_finding": "fnd_stale_rate", "subledger_action_id": correction.idempotency_key,
+        "subledger_contract": "800Kc00000ACME01"}
+
+    groups = {g.record.external_id: g for g in connector.read("invoices", None) if isinstance(g, RecordGroup)}
+    invoice, [line] = groups[written.external_id].record, groups[written.external_id].children
+    assert (invoice.contract_external_id, invoice.total_minor, invoice.period_start, invoice.period_end) == (
+        "800Kc00000ACME01", 7902, date(2026, 3, 1), date(2026, 3, 31))
+    assert (line.component, line.meter, line.kind, line.quantity, line.amount_minor) == (
+        "api_calls", "api_calls", "usage", Decimal("39510"), 7902)
+    assert line.unit_price == Decimal("0.002")  # $79.02 / 39,510 calls, not $79.02 for "1"
+    assert (line.service_start, line.service_end) == (date(2026, 3, 1), date(2026, 3, 31))
+
+    # Without a contract the invoice names none (it has no subscription either); the
+    # subscription's own invoices keep theirs.
+    plain = connector.write(OVERAGE)
+    groups = {g.record.external_id: g for g in connector.read("invoices", None) if isinstance(g, RecordGroup)}
+    assert groups[plain.external_id].record.contract_external_id is None
+    assert "sub_acme" in {g.record.contract_external_id for g in groups.values()}
+    fee = groups[plain.external_id].children[1]  # no component, meter or quantity given: none invented
+    assert (fee.component, fee.meter, fee.kind, fee.quantity) == (None, None, "usage", 1)
     traffic.assert_valid(sandbox)
 
 

@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from subledger.core.connector import UsageEventIn
+from subledger.core.connector import Rejected, UsageEventIn
 from subledger.core.db_types import decimal_text
 from subledger.core.money import to_major
 from subledger.core.rating import aggregate_events, compile_terms, rate_periods, usage_queries
@@ -126,7 +126,7 @@ def load_events(folder: Path) -> list[UsageEventIn]:
     for item in connector.read("usage_events", None):
         if isinstance(item, UsageEventIn):
             events.append(item)
-        elif not hasattr(item, "state"):
+        elif isinstance(item, Rejected):
             rejects.append(item)
     if rejects:
         raise SystemExit(f"generated usage does not load cleanly: {rejects[:3]}")

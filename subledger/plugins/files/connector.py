@@ -1,4 +1,4 @@
-"""The ``files`` connector: a folder of customers, contracts, usage, invoices and payments.
+"""The ``files`` connector: a folder of customers, contracts, usage, invoices, payments and credits.
 
 It is the embedded default source: no account, no network, just files a finance team can
 export or write by hand. See ``docs/connectors/files.md`` for the folder layout and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from subledger.core.connector import (
     WriteResult,
 )
 from subledger.core.errors import ConfigError
+from subledger.plugins.files.credit_grants import CreditGrants
+from subledger.plugins.files.credit_notes import CreditNoteRefunds, CreditNotes
 from subledger.plugins.files.customers import Customers
 from subledger.plugins.files.invoices import Invoices
 from subledger.plugins.files.mapping import RecordKind
@@ -47,7 +50,12 @@ DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
     "usage_events": _patterns("usage", "jsonl", "ndjson", "csv"),
     "invoices": _patterns("invoices", *RECORD_FORMATS),
     "payments": _patterns("payments", *RECORD_FORMATS),
+    "credit_grants": _patterns("credit_grants", *RECORD_FORMATS),
+    "credit_notes": _patterns("credit_notes", *RECORD_FORMATS),
 }
+PATTERN_FIELDS = tuple(DEFAULT_PATTERNS)
+# "The files hold all usage": the coverage a pull states starts here unless usage_start says otherwise.
+DEFAULT_USAGE_START = date(2000, 1, 1)
 
 
 def _patterns_field(stream: str) -> Any:
@@ -71,9 +79,16 @@ class FilesConfig(ConnectorConfig):
     usage_events: tuple[str, ...] = _patterns_field("usage_events")
     invoices: tuple[str, ...] = _patterns_field("invoices")
     payments: tuple[str, ...] = _patterns_field("payments")
+    credit_grants: tuple[str, ...] = _patterns_field("credit_grants")
+    credit_notes: tuple[str, ...] = _patterns_field("credit_notes")
     checkpoint_every: int = Field(
         default=50_000, ge=1,
         description="usage lines (or records of other streams) read between two checkpoints",
+    )
+    usage_start: date = Field(
+        default=DEFAULT_USAGE_START,
+        description="the first day (UTC) whose usage the folder holds in full; each pull states the usage "
+        "complete from this day to the moment of the pull. Default 2000-01-01: the files hold all usage",
     )
 
     @field_validator("path")
@@ -81,7 +96,7 @@ class FilesConfig(ConnectorConfig):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
-    @field_validator("customers", "meters", "contracts", "usage_events", "invoices", "payments", mode="before")
+    @field_validator(*PATTERN_FIELDS, mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         # A single pattern may be given as a plain string (e.g. on the command line).
@@ -89,7 +104,7 @@ class FilesConfig(ConnectorConfig):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
-    @field_validator("customers", "meters", "contracts", "usage_events", "invoices", "payments")
+    @field_validator(*PATTERN_FIELDS)
     @classmethod
     def _relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
@@ -98,7 +113,10 @@ class FilesConfig(ConnectorConfig):
         return value
 
 
-_KINDS: dict[str, RecordKind] = {kind.stream: kind for kind in (Customers(), Meters(), Invoices(), Payments())}
+_KINDS: dict[str, RecordKind] = {
+    kind.stream: kind for kind in (Customers(), Meters(), Invoices(), Payments(), CreditGrants(), CreditNotes())
+}
+_REFUNDS = CreditNoteRefunds()
 
 
 def _contract_kind() -> RecordKind:
@@ -129,6 +147,8 @@ class FilesConnector(Connector):
             StreamSpec("usage_events", "usage_event", primary_key=("event_id",), cursor_field=cursor),
             StreamSpec("invoices", "invoice", cursor_field=cursor),
             StreamSpec("payments", "payment", cursor_field=cursor),
+            StreamSpec("credit_grants", "credit_grant", cursor_field=cursor),
+            StreamSpec("credit_notes", "credit_note", cursor_field=cursor),
         ]
 
     def check(self) -> CheckResult:
@@ -154,10 +174,14 @@ class FilesConnector(Connector):
             raise ConfigError(problem[0], fix=problem[1])
         files = discover(root, getattr(self.config, stream))
         if stream == "usage_events":
-            return read_usage(files, state, checkpoint_every=self.config.checkpoint_every)
+            start = self.config.usage_start
+            return read_usage(files, state, checkpoint_every=self.config.checkpoint_every,
+                              coverage_start=datetime(start.year, start.month, start.day, tzinfo=UTC))
         kind = _contract_kind() if stream == "contracts" else _KINDS[stream]
-        return read_records(kind, files, state, self.connection, checkpoint_every=self.config.checkpoint_every)
-
+        # A credit note's refund is cash paid back: the payments stream reads it from the credit notes.
+        derived = [(_REFUNDS, discover(root, self.config.credit_notes))] if stream == "payments" else []
+        return read_records(kind, files, state, self.connection, checkpoint_every=self.config.checkpoint_every,
+                            derived=derived)
 
     def write(self, action: WriteAction) -> WriteResult:
         if action.kind != CREATE_INVOICE:

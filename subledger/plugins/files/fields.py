@@ -118,6 +118,19 @@ def optional_decimal(row: Mapping[str, Any], key: str, name: str | None = None) 
     return None if is_absent(value) else decimal_value(value, name or key)
 
 
+def integer(row: Mapping[str, Any], key: str, *, default: int, name: str | None = None) -> int:
+    """A whole number (``3``, ``"-1"``), or ``default`` when absent."""
+    field = name or key
+    value = row.get(key)
+    if is_absent(value):
+        return default
+    number = decimal_value(value, field)
+    if number != number.to_integral_value():
+        raise RowError(field, f"{field} {_shown(value)} is not a whole number",
+                       f"write {field} as a whole number, such as 0 or 10")
+    return int(number)
+
+
 def currency(row: Mapping[str, Any], key: str = "currency", *, name: str | None = None,
              required: bool = True) -> str | None:
     """An ISO 4217 currency code with a known minor unit, upper-cased (``usd`` -> ``USD``)."""

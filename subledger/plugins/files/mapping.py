@@ -1,8 +1,8 @@
 """What every record file shares: the source being read, and a mapped record with its place.
 
-Each record kind (customers, meters, contracts, invoices, payments) is a
-:class:`RecordKind`: it names its CSV columns and maps rows of any format to canonical
-records. The connector drives it file by file (see :mod:`subledger.plugins.files.reader`).
+Each record kind (customers, meters, contracts, invoices, payments, credit grants, credit
+notes) is a :class:`RecordKind`: it names its CSV columns and maps rows of any format to
+canonical records. The connector drives it file by file (see :mod:`subledger.plugins.files.reader`).
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 Two ways of reading, by the nature of the stream:
 
-* Record streams (customers, meters, contracts, invoices, payments) are small and edited
-  in place. A new or changed file is read whole and every record in it yielded again (the
+* Record streams (customers, meters, contracts, invoices, payments, credit grants, credit
+  notes) are small and edited in place. A new or changed file is read whole and every record in it yielded again (the
   store upserts by key and skips records whose payload hash has not changed); a file that
   only grew yields just the records reaching into the new part; an unchanged file is not
   opened. Checkpoints fall between files.
 * Usage is an append-only log that can hold millions of lines. A file is read from where
   the last read stopped (see :mod:`~subledger.plugins.files.linefile`), in blocks, with a
   checkpoint every ``checkpoint_every`` lines, so an interrupted read resumes exactly.
+  A read that reaches the end of every file states the usage complete up to its start
+  (a :class:`~subledger.core.connector.UsageCoverage`, before the last checkpoint).
 
 Every checkpoint holds the state of every file of the stream, so a crash between two
 checkpoints loses nothing and re-reads nothing more than the lines after the last one.
@@ -17,11 +19,12 @@ checkpoints loses nothing and re-reads nothing more than the lines after the las
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from subledger.core.connector import Checkpoint, Rejected, UsageEventIn
+from subledger.core.connector import Checkpoint, Rejected, UsageCoverage, UsageEventIn
 from subledger.core.db_types import utcnow
 from subledger.plugins.files import usage
 from subledger.plugins.files.documents import (
@@ -97,36 +100,50 @@ class _Checkpoints:
 
 
 def read_records(kind: RecordKind, files: FileList, state: dict[str, Any] | None, system: str, *,
-                 checkpoint_every: int) -> Iterator[Any]:
+                 checkpoint_every: int, derived: Sequence[tuple[RecordKind, FileList]] = ()) -> Iterator[Any]:
     """Yield the records of every new or changed file of a record stream, with checkpoints.
 
     A checkpoint follows the first file that brings the records since the last one to
     ``checkpoint_every``, and the end of the stream (a file's records are never split).
     A record whose id was already read in this pass is loaded once if it is the same, and
     rejected if it differs (two files disagreeing about one customer is a mistake to fix).
+
+    ``derived`` adds files of another stream from which this stream derives records of
+    its own (the payments stream reads the refunds of credit notes), each with the kind
+    that maps them. Their files are tracked in this stream's state like its own; problems
+    with them are left to their own stream to report (a file also in ``files`` is read as
+    one of this stream's).
     """
-    known, current = _carried(files, state)
+    own = {rel for rel, _ in files}
+    sources: list[tuple[RecordKind, str, Path, bool]] = [(kind, rel, path, False) for rel, path in files]
+    for other, other_files in derived:
+        sources += [(other, rel, path, True) for rel, path in other_files if rel not in own]
+        own.update(rel for rel, _ in other_files)
+    known, current = _carried([(rel, path) for _, rel, path, _ in sources], state)
     checkpoints = _Checkpoints()
     fetched_at = utcnow()
     seen: dict[str, tuple[str, int, str]] = {}
     since = 0
-    for rel, path in files:
+    for source_kind, rel, path, quiet in sources:
         fmt = file_format(path)
         if fmt is None:
-            yield _file_reject(kind.stream, rel, None, f"{path.suffix or 'a file without extension'} is not a "
-                               "format subledger reads", "use .csv, .json, .jsonl, .yaml or .yml, or narrow the "
-                               f"{kind.stream} patterns of the connection")
+            if not quiet:
+                yield _file_reject(kind.stream, rel, None, f"{path.suffix or 'a file without extension'} is not a "
+                                   "format subledger reads", "use .csv, .json, .jsonl, .yaml or .yml, or narrow the "
+                                   f"{kind.stream} patterns of the connection")
             continue
         try:
             whole = read_whole(path, known.get(rel))
         except OSError as exc:
-            yield _file_reject(kind.stream, rel, None, f"cannot read the file: {exc.strerror or exc}",
-                               "check that the file exists and is readable by this user")
+            if not quiet:
+                yield _file_reject(kind.stream, rel, None, f"cannot read the file: {exc.strerror or exc}",
+                                   "check that the file exists and is readable by this user")
             continue
         if whole.data is not None:
-            for item in _map_file(kind, whole.data, fmt, Source(system, rel, fetched_at)):
+            for item in _map_file(source_kind, whole.data, fmt, Source(system, rel, fetched_at)):
                 if not isinstance(item, Mapped):
-                    yield item  # a reject seen before is only counted again by the store
+                    if not quiet:
+                        yield item  # a reject seen before is only counted again by the store
                     continue
                 if whole.appended_after is not None and item.last_line <= whole.appended_after:
                     continue  # wholly in the part read before, which has not changed
@@ -208,8 +225,17 @@ def _check_encoding(row: Row) -> Row:
 TAIL_NOTE = " (this is the last line and has no newline at its end)"
 
 
-def read_usage(files: FileList, state: dict[str, Any] | None, *, checkpoint_every: int) -> Iterator[Any]:
-    """Yield the usage events appended to (or in new or changed) usage files, with checkpoints."""
+def read_usage(files: FileList, state: dict[str, Any] | None, *, checkpoint_every: int,
+               coverage_start: datetime | None = None) -> Iterator[Any]:
+    """Yield the usage events appended to (or in new or changed) usage files, with checkpoints.
+
+    With ``coverage_start``, a read that gets to the end of every file closes with a
+    :class:`~subledger.core.connector.UsageCoverage` for every meter from
+    ``coverage_start`` to the instant the read began, then a last checkpoint: the folder
+    is taken to hold all usage up to that instant (docs/connectors/files.md#usage-coverage).
+    An interrupted read states nothing.
+    """
+    read_at = utcnow()
     known, current = _carried(files, state)
     checkpoints = _Checkpoints()
     since = 0  # lines since the last checkpoint, across files: many small files are common
@@ -238,6 +264,10 @@ def read_usage(files: FileList, state: dict[str, Any] | None, *, checkpoint_ever
                     yield checkpoints.take(current)
                     since = 0
             current[rel] = source.state()
+    if coverage_start is not None and coverage_start < read_at:
+        yield UsageCoverage(start=coverage_start, end=read_at)
+        yield checkpoints.take(current)  # the window is committed with this checkpoint
+        return
     yield from checkpoints.final(current)
 
 

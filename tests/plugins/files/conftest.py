@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from subledger.core.connector import Checkpoint, RecordGroup, Rejected, UsageEventIn
+from subledger.core.connector import Checkpoint, RecordGroup, Rejected, UsageCoverage, UsageEventIn
 from subledger.plugins.files import FilesConfig, FilesConnector
 
 
@@ -21,6 +21,7 @@ class Read:
     records: list[Any] = field(default_factory=list)
     rejects: list[Rejected] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    coverage: list[UsageCoverage] = field(default_factory=list)
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -52,6 +53,8 @@ def collect_items(items: Iterable[Any]) -> Read:
             read.checkpoints.append(item.state)
         elif isinstance(item, Rejected):
             read.rejects.append(item)
+        elif isinstance(item, UsageCoverage):
+            read.coverage.append(item)
         else:
             read.records.append(item)
     return read

@@ -30,6 +30,8 @@ def test_declares_its_streams_and_capabilities(folder):
         ("usage_events", "usage_event", ("event_id",)),
         ("invoices", "invoice", ("external_id",)),
         ("payments", "payment", ("external_id",)),
+        ("credit_grants", "credit_grant", ("external_id",)),
+        ("credit_notes", "credit_note", ("external_id",)),
     ]
     # Incremental on each file's position, not on a record field.
     assert {s.cursor_field for s in connector.streams()} == {"file_position"}
@@ -105,6 +107,7 @@ def test_default_layout_finds_each_stream_at_the_top_or_in_its_own_folder(folder
         "contracts/acme.yaml", "contracts/beta.yml", "contracts-2025.json",
         "usage.jsonl", "usage/2026/03.jsonl", "usage/2026/04.csv", "usage/events.ndjson",
         "invoices.csv", "invoices/2026-03.json", "payments.json",
+        "credit_grants.csv", "credit_grants/2026/q1.yaml", "credit_notes.json", "credit_notes/eu.csv",
         # Not read: hidden files, editor backups, other extensions, other folders.
         "usage/.partial.jsonl", "usage/~lock.jsonl", "usage/x.jsonl~", "usage/notes.txt", "archive/usage.jsonl",
     ]
@@ -112,7 +115,8 @@ def test_default_layout_finds_each_stream_at_the_top_or_in_its_own_folder(folder
         folder.write(name, "")
     config = FilesConfig(path=folder.root)
     found = {stream: [rel for rel, _ in discover(folder.root, getattr(config, stream))]
-             for stream in ("customers", "meters", "contracts", "usage_events", "invoices", "payments")}
+             for stream in ("customers", "meters", "contracts", "usage_events", "invoices", "payments",
+                            "credit_grants", "credit_notes")}
     assert found == {
         "customers": ["customers-eu.json", "customers.csv", "customers/us/more.jsonl"],
         "meters": ["meters.yaml"],
@@ -120,6 +124,8 @@ def test_default_layout_finds_each_stream_at_the_top_or_in_its_own_folder(folder
         "usage_events": ["usage.jsonl", "usage/2026/03.jsonl", "usage/2026/04.csv", "usage/events.ndjson"],
         "invoices": ["invoices.csv", "invoices/2026-03.json"],
         "payments": ["payments.json"],
+        "credit_grants": ["credit_grants.csv", "credit_grants/2026/q1.yaml"],
+        "credit_notes": ["credit_notes.json", "credit_notes/eu.csv"],
     }
 
 

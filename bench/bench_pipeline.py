@@ -13,7 +13,7 @@ own child process, so the peak RSS printed is that stage's own:
   in the same run: ``sqlite3.executemany`` / ``COPY`` of the same rows, already parsed, into
   a table with the same columns and indexes (insert time only);
 * identity: the identity map (run once before rating; reconcile re-runs it);
-* rate: expected charges of every ended period (``subledger.sync.expected.expected_contracts``);
+* rate: the contract read model over every contract (``subledger.sync.contracts.ContractReadModel``);
 * reconcile: ``subledger.sync.engine.reconcile`` with the built-in rules, with the plan's share;
 * revrec: ``subledger.core.revrec.run_recognition`` through the last month.
 
@@ -297,20 +297,21 @@ def stage_identity(url: str, schema: str | None, root: str) -> dict[str, Any]:
 def stage_rate(url: str, schema: str | None, root: str) -> dict[str, Any]:
     from sqlmodel import Session
 
-    from subledger.sync.expected import expected_contracts
+    from subledger.sync.contracts import ContractReadModel, Roles
 
     engine = _engine(url, schema)
     t = time.perf_counter()
     contracts = periods = errors = 0
     total = 0
     with Session(engine) as s:
-        for ec in expected_contracts(s, contract_systems=[CRM], metering_system=BILLING,
-                                      through=NOW.date()):
+        roles = Roles(contract_systems=(CRM,), billing_systems=(BILLING,), usage_system=BILLING)
+        for view in ContractReadModel(s, roles, as_of=NOW).views():
             contracts += 1
-            errors += ec.error is not None
-            for p in ec.periods:
-                periods += 1
-                total += p.total
+            errors += view.error is not None
+            for p in view.periods:
+                if p.ended:
+                    periods += 1
+                    total += p.rating.total
     return {"seconds": time.perf_counter() - t, "contracts": contracts, "periods": periods, "errors": errors,
             "expected_minor": total}
 

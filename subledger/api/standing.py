@@ -1,36 +1,32 @@
 """Real-time standing: where a customer is against its contract in the current billing period.
 
-For each active contract of a contract-terms system (the CRM role) with a period open
-today, the rating engine prices the period so far with the usage stored for the customer
-(rollups, so ingest is seen at once), chaining the state from the start of the term. The
-standing shows usage per meter against its allotment, spend against minimum commitments,
-credit balances, the expected charges so far, what the billing systems have invoiced for
-the period, and the difference (the amount at risk when positive).
+Everything comes from the contract read model (:mod:`subledger.sync.contracts`) as of
+the request: each active contract's open period rated with the usage stored so far
+(rollups, so ingest is seen at once), usage against allotments, spend against minimum
+commitments and credit balances (:mod:`subledger.sync.consumption`), the expected
+charges so far, the invoice lines placed on the period, and the difference (the amount
+at risk when positive).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from subledger.core.db_types import decimal_text
-from subledger.core.errors import ConfigError
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.contract import Contract
-from subledger.core.model.invoice import Invoice, InvoiceLine
-from subledger.core.model.sync_state import Connection
 from subledger.core.money import to_major
-from subledger.core.rating import compile_terms, rate_periods
-from subledger.core.store.rating_inputs import RollupIndex, indexed_usage
-from subledger.core.terms import load_terms
-from subledger.sync.expected import system_ids
-from subledger.sync.rules.billing import BILLED_STATUSES
+from subledger.sync.consumption import measures, period_usage, spend
+from subledger.sync.contracts import ContractReadModel, ContractView, store_roles
 from subledger.sync.settings import SyncSettings
+
+_FOUR = Decimal("0.0001")
 
 
 def _money(minor: int, currency: str) -> dict[str, Any]:
@@ -39,7 +35,7 @@ def _money(minor: int, currency: str) -> dict[str, Any]:
 
 @dataclass
 class Standing:
-    """One customer's standing: one entry per contract with a period open today."""
+    """One customer's standing: one entry per contract with a period open now."""
 
     customer: str
     contracts: list[dict[str, Any]] = field(default_factory=list)
@@ -59,86 +55,55 @@ class Standing:
 
 
 class StandingCalculator:
-    """Computes standings for many customers with one pass over the store's rollups."""
+    """Standings of many customers from one contract read model as of ``now``."""
 
-    def __init__(self, session: Session, settings: SyncSettings, usage_source: str, today: date) -> None:
-        self.session = session
-        self.today = today
-        conns = session.exec(select(Connection).where(Connection.enabled)).all()
-        roles = {c.name: settings.roles_of(c.name, c.plugin) for c in conns}
-
-        def having(role: str) -> list[str]:
-            return sorted(n for n, r in roles.items() if role in r)
-
-        self.crm = having(settings.ownership.contract_terms)
-        metering = having(settings.ownership.usage)
-        self.metering = metering[0] if metering else usage_source
-        self.billing = [s for s in having(settings.ownership.invoices) if s not in having("erp")]
-        self.ids = system_ids(session)
-        self.canonical_of = {
-            (s, e): c for c, systems in self.ids.items() for s, exts in systems.items() for e in exts
-        }
-        self._index: RollupIndex | None = None
-
-    @property
-    def index(self) -> RollupIndex:
-        if self._index is None:
-            self._index = RollupIndex(self.session, self.metering)
-        return self._index
+    def __init__(self, session: Session, settings: SyncSettings, usage_source: str, now: datetime) -> None:
+        self.now = now
+        self.model = ContractReadModel(session, store_roles(session, settings, usage_source=usage_source), as_of=now)
 
     def contracts(self, customer: str | None = None) -> dict[str, list[Contract]]:
-        """Active contracts by canonical customer (the contract's own customer id when unlinked)."""
-        stmt = select(Contract).where(Contract.status == "active").order_by(Contract.system, Contract.external_id)
-        if self.crm:
-            stmt = stmt.where(Contract.system.in_(self.crm))
+        """Active contracts by customer (canonical, else the contract's own customer id)."""
         out: dict[str, list[Contract]] = defaultdict(list)
-        for c in self.session.exec(stmt).all():
-            who = self.canonical_of.get((c.system, c.customer_external_id), c.customer_external_id)
+        for c in self.model.contracts():
+            if c.status != "active":
+                continue
+            who = self.model.canonical(c.system, c.customer_external_id) or c.customer_external_id
             if customer is None or who == customer:
                 out[who].append(c)
         return out
 
     def standing(self, customer: str, contracts: list[Contract]) -> Standing:
         out = Standing(customer)
-        for c in contracts:
-            entry = self._contract(customer, c)
+        for view in self.model.views(contracts):
+            entry = self._contract(view)
             if entry is not None:
                 out.contracts.append(entry)
         return out
 
-    def _contract(self, customer: str, c: Contract) -> dict[str, Any] | None:
-        try:
-            plan = compile_terms(load_terms(c.terms), contract_id=c.external_id, system=c.system)
-        except ConfigError as exc:
-            return {"contract": c.external_id, "system": c.system, "currency": c.currency, "error": str(exc),
+    def _contract(self, view: ContractView) -> dict[str, Any] | None:
+        c = view.contract
+        if view.plan is None:
+            return {"contract": c.external_id, "system": c.system, "currency": c.currency, "error": str(view.error),
                     "difference": _money(0, c.currency)}
-        periods = plan.periods(until=self.today)
-        if not periods or not (periods[-1].start <= self.today < periods[-1].end):
+        pv = view.current(self.now)
+        if pv is None:
             return None
-        usage_customer = c.customer_external_id
-        metered = self.ids.get(customer, {}).get(self.metering)
-        if metered:
-            usage_customer = metered[0]
-        queries = [q for p in periods for q in plan.usage_queries(p)]
-        usage = indexed_usage(self.session, self.index, usage_customer, queries)
-        rated = rate_periods(plan, usage, periods=periods)[-1]
-        period = rated.period
+        rated, period, plan = pv.rating, pv.period, view.plan
+        found = measures(view, pv)
         meters = []
         for u in plan.usages:
-            lines = [ln for ln in rated.lines if ln.component == u.id and ln.kind == "usage"]
-            used = sum((ln.usage or Decimal(0) for ln in lines), Decimal(0))
+            used = period_usage(pv, u.id)
             row: dict[str, Any] = {"component": u.id, "meter": u.meter, "usage": decimal_text(used)}
-            if u.allotment is not None:
-                allotted = u.allotment.quantity
-                row["allotment"] = decimal_text(allotted)
-                row["remaining"] = decimal_text(max(allotted - used, Decimal(0)))
-                row["used_fraction"] = decimal_text((used / allotted).quantize(Decimal("0.0001"))) if allotted else None
+            allotment = next((m for m in found if m.what == f"allotment:{u.id}"), None)
+            if allotment is not None:
+                row["allotment"] = decimal_text(allotment.limit)
+                row["remaining"] = decimal_text(allotment.remaining)
+                row["used_fraction"] = decimal_text(allotment.fraction.quantize(_FOUR))
             meters.append(row)
-        spend = sum(ln.amount for ln in rated.lines if ln.kind not in ("minimum_true_up", "credit"))
         commitments = [
-            {"id": cm.id, "minimum": _money(cm.amount_minor, c.currency), "spend": _money(spend, c.currency),
-             "per_term": cm.per_term}
-            for cm in plan.commitments if cm.minimum
+            {"id": m.ident, "minimum": _money(int(m.limit), c.currency), "spend": _money(int(m.used), c.currency),
+             "per_term": next(cm.per_term for cm in plan.commitments if cm.id == m.ident)}
+            for m in found if m.kind == "commitment"
         ]
         credits = []
         for grant in plan.grants:
@@ -149,12 +114,11 @@ class StandingCalculator:
             if grant.money:
                 entry["balance"] = _money(int(balance.balance), c.currency)
             else:
-                entry["balance_units"] = decimal_text(Decimal(balance.balance))
+                entry["balance_units"] = decimal_text(balance.balance)
                 entry["meter"] = grant.meter
             credits.append(entry)
-        expected = rated.total
-        invoiced, invoice_refs = self._invoiced(customer, c, period.start, period.end)
-        return {
+        expected, invoiced = rated.total, pv.invoiced_minor
+        out = {
             "contract": c.external_id,
             "system": c.system,
             "currency": c.currency,
@@ -162,34 +126,15 @@ class StandingCalculator:
             "meters": meters,
             "commitments": commitments,
             "credits": credits,
+            "spend": _money(spend(pv), c.currency),
             "expected": _money(expected, c.currency),
             "expected_lines": [ln.to_json(c.currency) for ln in rated.lines],
             "invoiced": _money(invoiced, c.currency),
             "difference": _money(expected - invoiced, c.currency),
-            "evidence": [evidence_ref(c.system, "contract", c.external_id), *invoice_refs],
+            "evidence": [evidence_ref(c.system, "contract", c.external_id), *(ln.ref() for ln in pv.lines)],
         }
-
-    def _invoiced(self, customer: str, c: Contract, start: date, end: date) -> tuple[int, list[dict[str, Any]]]:
-        pairs = [(s, e) for s in self.billing for e in self.ids.get(customer, {}).get(s, [])]
-        if not pairs:
-            return 0, []
-        total, refs = 0, []
-        for system, external_id in pairs:
-            rows = self.session.exec(
-                select(Invoice, InvoiceLine)
-                .join(InvoiceLine, InvoiceLine.invoice_id == Invoice.id)
-                .where(
-                    Invoice.system == system,
-                    Invoice.customer_external_id == external_id,
-                    Invoice.status.in_(BILLED_STATUSES),
-                    Invoice.currency == c.currency,
-                )
-            ).all()
-            for inv, ln in rows:
-                if ln.kind == "tax":
-                    continue
-                when = ln.service_start or inv.period_start
-                if when is not None and start <= when < end:
-                    total += ln.amount_minor
-                    refs.append(evidence_ref(inv.system, "invoice_line", f"{inv.external_id}/{ln.line_key}"))
-        return total, refs
+        if pv.gap is not None:
+            out["usage_read_through"] = pv.gap.isoformat()
+        if view.notes:
+            out["notes"] = list(view.notes)
+        return out

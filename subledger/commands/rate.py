@@ -18,6 +18,7 @@ period from the term's start up to it is rated too; only the chosen one is shown
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from rich.table import Table
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
+from subledger.commands._as_of import as_of_option, parse_as_of
 from subledger.commands._output import console, err_console, print_json
 from subledger.commands._store import open_store
-from subledger.core.db_types import decimal_text
+from subledger.core.db_types import decimal_text, utcnow
 from subledger.core.errors import ConfigError
 from subledger.core.model import Contract
 from subledger.core.money import to_major
@@ -41,8 +43,9 @@ from subledger.core.rating import (
     rate_through,
 )
 from subledger.core.rating.periods import BillingPeriod, select_period
-from subledger.core.store.rating_inputs import store_grants, store_usage
-from subledger.core.terms import load_document, load_terms, read_terms_file
+from subledger.core.terms import load_document, read_terms_file
+from subledger.sync.contracts import ContractReadModel, ContractView, PeriodView, not_covered_text, store_roles
+from subledger.sync.settings import load_settings
 
 FILES_SYSTEM = "files"
 
@@ -121,34 +124,71 @@ def find_contracts(session: Session, target: str) -> list[Contract]:
     return list(found)
 
 
-def rate_store(target: str, period_selector: str, usage_system: str | None) -> list[tuple[PeriodRating, dict]]:
-    """Rate every matching contract in the store for the period."""
+def rate_store(
+    target: str, period_selector: str, usage_system: str | None, as_of: datetime | None = None
+) -> list[tuple[PeriodRating, dict]]:
+    """Rate every matching contract in the store for the period, through the contract read model.
+
+    The numbers are the ones reconciliation, the standing endpoint and recognition see:
+    the same identity map, usage (``usage_system``, default the metering connection),
+    credit grants and invoice lines, as of ``as_of`` (default now).
+    """
     engine = open_store()
+    as_of = as_of or utcnow()
     results = []
     with Session(engine) as session:
         contracts = find_contracts(session, target)
+        model = ContractReadModel(session, store_roles(session, load_settings(), usage_system=usage_system),
+                                  as_of=as_of)
         selected = []
-        for contract in contracts:
-            terms = load_terms(contract.terms, source=f"contract {contract.external_id} ({contract.system})")
-            plan = compile_terms(terms, contract_id=contract.external_id, system=contract.system,
-                                 extra_grants=store_grants(session, contract))
+        for view in model.views(contracts):
+            if view.plan is None:
+                assert view.error is not None
+                raise view.error
             try:
-                period = select_period(plan.schedule, period_selector)
+                period = select_period(view.plan.schedule, period_selector)
             except ConfigError:
                 if len(contracts) == 1:
                     raise
                 continue  # a customer's other contracts need not cover this period
-            selected.append((contract, plan, period))
+            selected.append((view, period))
         if not selected:
             raise ConfigError(
                 f"none of the {len(contracts)} contracts of {target!r} has a billing period {period_selector}",
                 fix="choose a period within one of the contract terms",
             )
-        for contract, plan, period in selected:
-            usage = store_usage(session, contract.customer_external_id, _queries(plan, period), usage_system)
-            notes = {"customer": contract.customer_external_id, "system": contract.system}
-            results.append((rate_through(plan, period, usage), notes))
+        for view, period in selected:
+            pv = next((p for p in view.periods if p.period.start == period.start), None)
+            if pv is None:
+                raise ConfigError(
+                    f"period {period.start}..{period.end} of contract {view.contract.external_id} has not started "
+                    f"as of {as_of.isoformat()}",
+                    fix="choose a period that has started, or a later --as-of",
+                )
+            results.append((pv.rating, _store_notes(model, view, pv)))
     return results
+
+
+def _store_notes(model: ContractReadModel, view: ContractView, pv: PeriodView) -> dict[str, Any]:
+    """What `rate` adds to a rating from the store: who, as of when, coverage and what was invoiced."""
+    c = view.contract
+    notes: dict[str, Any] = {
+        "customer": view.who,
+        "system": c.system,
+        "as_of": model.as_of.isoformat(),
+        "usage_system": model.roles.usage_system,
+        "usage_customer": view.usage_customer,
+        "ended": pv.ended,
+        "covered": pv.covered,
+        "invoiced": decimal_text(to_major(pv.invoiced_minor, c.currency)),
+        "invoiced_minor": pv.invoiced_minor,
+        "invoiced_lines": [ln.ref() for ln in pv.lines],
+    }
+    if pv.gap is not None:
+        notes["not_covered"] = not_covered_text(model.roles.usage_system, pv.gap)
+    if view.notes:
+        notes["notes"] = list(view.notes)
+    return notes
 
 
 # ----------------------------------------------------------------------------- output
@@ -205,6 +245,11 @@ def _warn(notes: dict[str, Any]) -> None:
         field = f" field {bad['field']}" if bad["field"] else ""
         err_console.print(f"[yellow]skipped[/] {bad['file']}:{bad['line']}{field}: {bad['reason']}. Fix: {bad['fix']}",
                           highlight=False)
+    if notes.get("not_covered"):
+        err_console.print(f"[yellow]{notes['not_covered']}[/]: this period's usage was not read whole, "
+                          "so its rating is incomplete", highlight=False)
+    for note in notes.get("notes", []):
+        err_console.print(f"note: {note}", highlight=False)
     if notes.get("events_of_other_customers"):
         err_console.print(f"ignored {notes['events_of_other_customers']} events of other customers", highlight=False)
 
@@ -226,6 +271,7 @@ def rate(
     usage_system: str | None = typer.Option(
         None, "--usage-system", help="Read only usage from this connection (store mode)."
     ),
+    as_of: str | None = as_of_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Price one billing period of a contract: from files, or from the store."""
@@ -236,14 +282,15 @@ def rate(
             "or `subledger rate CUSTOMER_OR_CONTRACT --period 2026-03`",
         )
     if contract is not None:
-        if usage_system is not None:
-            raise ConfigError("--usage-system applies to the store only", fix="drop --usage-system")
+        if usage_system is not None or as_of is not None:
+            raise ConfigError("--usage-system and --as-of apply to the store only",
+                              fix="drop them, or rate a contract in the store")
         results = [rate_files(contract, usage, period)]
     else:
         if usage:
             raise ConfigError("--usage goes with --contract", fix="drop --usage, or rate a --contract file")
         assert target is not None
-        results = rate_store(target, period, usage_system)
+        results = rate_store(target, period, usage_system, parse_as_of(as_of))
     for _rated, notes in results:
         _warn(notes)
     if json_out:
@@ -259,4 +306,4 @@ def register(app: typer.Typer) -> None:
     app.command("rate")(rate)
 
 
-__all__ = ["rate", "rate_files", "rate_store", "read_usage_files", "register", "store_usage"]
+__all__ = ["rate", "rate_files", "rate_store", "read_usage_files", "register"]

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from sqlmodel import Session
 
+from subledger.commands._as_of import as_of_option, parse_as_of
 from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
 from subledger.core.errors import ConfigError
@@ -19,8 +20,7 @@ from subledger.core.revrec.accounts import ChartOfAccounts
 from subledger.core.revrec.calendar import Month
 from subledger.core.revrec.chart import waterfall_svg
 from subledger.core.revrec.ledger import close_period
-from subledger.core.revrec.run import run_recognition
-from subledger.core.revrec.sources import SourceScope
+from subledger.sync.recognition import recognize
 
 revrec_app = typer.Typer(help="Revenue recognition: schedules, journal, reports, period close.",
                          no_args_is_help=True)
@@ -52,36 +52,21 @@ def load_chart(path: Path | None) -> ChartOfAccounts:
     return ChartOfAccounts.load(path) if path else ChartOfAccounts()
 
 
-def recognition_scope(session: Session) -> SourceScope:
-    """Read billing documents from the billing systems and terms from the CRMs, per the sync roles.
-
-    An ERP's copies of billing invoices are left out, so nothing is recognized twice. With
-    no connections configured (data loaded by hand), everything is read.
-    """
-    from subledger.sync.engine import connection_infos
-    from subledger.sync.settings import load_settings
-
-    settings = load_settings()
-    infos = connection_infos(session, settings)
-    if not infos:
-        return SourceScope()
-    erp = {c.name for c in infos if "erp" in c.roles}
-    billing = tuple(c.name for c in infos if settings.ownership.invoices in c.roles and c.name not in erp)
-    terms = tuple(c.name for c in infos if settings.ownership.contract_terms in c.roles)
-    return SourceScope(billing_systems=billing, contract_systems=terms)
-
-
 @revrec_app.command("run")
 def run(
     through: str = typer.Option(None, "--through", help="Recognize through this month (2026-03) or day."),
     chart: Path = typer.Option(None, "--chart-of-accounts", help="YAML/JSON account mapping file."),
+    as_of: str | None = as_of_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Derive obligations, post the journal and refresh the schedule (safe to re-run)."""
+    """Derive obligations, post the journal and refresh the schedule (safe to re-run).
+
+    Contracts are rated by the contract read model, exactly as reconciliation rates them.
+    """
     through_day = parse_through(through)
     accounts = load_chart(chart)
     with Session(open_store(), expire_on_commit=False) as session:
-        result = run_recognition(session, through=through_day, chart=accounts, scope=recognition_scope(session))
+        result = recognize(session, through=through_day, as_of=parse_as_of(as_of), chart=accounts)
         session.commit()
     if json_out:
         print_json(result.to_json())

@@ -257,6 +257,13 @@ def _plant(customers: list[Customer], months: list[date], rng: random.Random) ->
         short.append((c.canonical_id, month))
         leaks.append(Leak("unbilled_usage", c.canonical_id, _cents(true_up),
                           f"minimum commitment {c.plan.minimum} not trued up", f"{month:%Y-%m}", fixable=True))
+    # Stripe's subscriptions carry no minimum at all: the terms differ for every minimum
+    # customer, and what is at stake is the last month's shortfall (zero when it was met).
+    for c in minimum:
+        assert c.plan.minimum is not None
+        shortfall = max(Decimal(0), c.plan.minimum - c.plan.usage_charge(c.usage[months[-1]]))
+        leaks.append(Leak("terms_drift", c.canonical_id, _cents(shortfall),
+                          "the Salesforce contract has a minimum commitment; the Stripe subscription has none"))
 
     # 4. Prepaid credit: most customers use all of it before it expires; k of them bought
     # more than they used, and the unused balance expired with no breakage revenue booked.

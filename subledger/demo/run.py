@@ -247,17 +247,13 @@ def recognize_and_post(engine: Engine, journal_months: int | None) -> dict[str, 
     """
     from subledger.core.revrec.calendar import Month
     from subledger.core.revrec.ledger import close_period
-    from subledger.core.revrec.run import run_recognition
-    from subledger.core.revrec.sources import SourceScope
+    from subledger.sync.recognition import recognize
 
     _first, through = demo_year()
-    # Revenue follows the billed service periods: Stripe's documents only (NetSuite holds
-    # copies of them), and no contract-derived obligations (Stripe invoice lines name the
-    # price, the subscription's usage obligations the subscription item, so the two would
-    # not meet and usage would count twice).
-    scope = SourceScope(billing_systems=("stripe",), contract_systems=())
+    # The CRM contracts, rated by the contract read model exactly as reconciliation rates
+    # them, with Stripe's documents (NetSuite holds copies of them) placed on their terms.
     with Session(engine) as s, s.begin():
-        summary = run_recognition(s, through=through, scope=scope).to_json()
+        summary = recognize(s, through=through, as_of=AS_OF, settings=SETTINGS).to_json()
     months = None if journal_months is None else [f"{m:%Y-%m}" for m in month_starts()[-journal_months:]]
     journal, posted = post_journal(engine, months)
     with Session(engine) as s, s.begin():

@@ -99,7 +99,8 @@ def reconcile(
         proposals: dict[tuple[str, str], list[ActionDraft]] = {}
         for rule in rules:
             drifts = [
-                d for d in rule.evaluate(ctx) if abs(d.amount_minor) > settings.amount_tolerance_minor or not d.currency
+                d for d in rule.evaluate(ctx)
+                if d.factual or not d.currency or abs(d.amount_minor) > settings.tolerance_minor(d.currency)
             ]
             report.findings[rule.name] = record_findings(session, rule.name, drifts, now=now, actor=actor)
             for d in drifts:

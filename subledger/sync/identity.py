@@ -119,6 +119,14 @@ def customer_map(session: Session) -> dict[tuple[str, str], str]:
     return {(r.system, r.external_id): r.canonical_id for r in rows}
 
 
+def system_ids(session: Session) -> dict[str, dict[str, list[str]]]:
+    """canonical customer -> system -> that system's customer ids (every linked record)."""
+    out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for (system, external_id), canonical in sorted(customer_map(session).items()):
+        out[canonical][system].append(external_id)
+    return out
+
+
 def link_hint(customer: Customer, link_field: str | None) -> str | None:
     """The explicit canonical id a record carries: its connector's hint, else ``link_field``.
 

@@ -11,10 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
+from subledger.core.money import parse_major
 from subledger.core.paths import data_dir
 
 Role = Literal["crm", "billing", "metering", "erp"]
@@ -77,10 +78,33 @@ class SyncSettings(_Strict):
     auto_approve: list[AutoApproval] = Field(default_factory=list)
     thresholds: list[Decimal] = [Decimal("0.8"), Decimal("1")]
     usage_drift_tolerance: Decimal = Decimal("0.01")
-    amount_tolerance_minor: int = Field(default=0, description="drifts at or below this are not findings")
+    amount_tolerance: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="per currency, in major units: drifts at or below this are not findings, e.g. {USD: '0.50'}",
+    )
+    amount_tolerance_minor: int = Field(
+        default=0, description="the tolerance in minor units for currencies amount_tolerance does not list"
+    )
     billing_connection: str | None = Field(
         default=None, description="where unbilled-usage invoices are written (default: first billing connection)"
     )
+
+    @field_validator("amount_tolerance")
+    @classmethod
+    def _exact_per_currency(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, amount in value.items():
+            if amount < 0:
+                raise ValueError(f"{currency}: the tolerance {amount} is negative; use 0 or more")
+            parse_major(amount, currency)  # an unknown currency, or too many decimals for it, says so
+        return value
+
+    def tolerance_minor(self, currency: str) -> int:
+        """The amount tolerance for ``currency``, in its minor units."""
+        code = currency.upper()
+        for name, value in self.amount_tolerance.items():
+            if name.upper() == code:
+                return parse_major(value, code)
+        return self.amount_tolerance_minor
 
     def roles_of(self, connection: str, plugin: str) -> list[Role]:
         """The roles a connection plays."""

@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 from subledger.core import model as M
 from subledger.core.connector import UsageEventIn
-from subledger.core.revrec.run import run_recognition
 from subledger.core.store.usage import ingest_usage
+from subledger.sync.recognition import recognize
 
 
 def hybrid_terms() -> dict:
@@ -56,7 +56,7 @@ def test_hybrid_contract_fee_ratable_overage_as_incurred_unbilled_until_invoiced
          "service_start": date(2026, 2, 1), "service_end": date(2026, 2, 28)},
     ], contract="H1", customer="cus_h")
     session.commit()
-    result = run_recognition(session, through=date(2026, 3, 31))
+    result = recognize(session, through=date(2026, 3, 31))
     session.commit()
     assert result.warnings == []
     months = revenue_by_month(session)
@@ -65,7 +65,7 @@ def test_hybrid_contract_fee_ratable_overage_as_incurred_unbilled_until_invoiced
     assert march["revenue"] == -(100000 + 105000 + 110000)
     # March overage (100.00) is earned but not yet invoiced: unbilled receivable.
     assert march["unbilled_receivable"] == 10000
-    assert run_recognition(session, through=date(2026, 3, 31)).entries_posted == 0
+    assert recognize(session, through=date(2026, 3, 31)).entries_posted == 0
 
 
 COMMITMENT_TERMS = {
@@ -92,7 +92,7 @@ def test_commitment_policies_on_a_contract(session: Session, policy: dict, expec
     add_usage(session, [(date(2026, 1, 20), 2000), (date(2026, 2, 20), 3000), (date(2026, 3, 20), 1000)],
               meter="units", customer="cus_m")
     session.commit()
-    result = run_recognition(session, through=date(2026, 3, 31))
+    result = recognize(session, through=date(2026, 3, 31))
     session.commit()
     assert result.warnings == []
     months = revenue_by_month(session)
@@ -108,6 +108,6 @@ def test_terms_the_rating_engine_rejects_fall_back_to_invoices(session: Session)
     add_invoice(session, "in_b", utc(2026, 1, 1), [{"kind": "other", "amount_minor": 700}], contract="BAD",
                 customer="cus_b")
     session.commit()
-    result = run_recognition(session, through=date(2026, 1, 31))
+    result = recognize(session, through=date(2026, 1, 31))
     assert any("contract crm/BAD" in w and "invoices only" in w for w in result.warnings)
     assert balances(session)["revenue"] == -700

@@ -8,8 +8,9 @@ from decimal import Decimal
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from subledger.core.connector import UsageEventIn
+from subledger.core.connector import UsageCoverage, UsageEventIn
 from subledger.core.model import Connection, Contract, Customer, Invoice, InvoiceLine, record_id
+from subledger.core.store.coverage import record_coverage
 from subledger.core.store.usage import ingest_usage
 from subledger.core.terms import load_terms, terms_to_document
 from subledger.sync.engine import reconcile
@@ -82,6 +83,8 @@ def seed(engine: Engine, *, january_usage: int, invoiced: dict[str, int]) -> Non
                 )
             )
         t0 = datetime(2026, 1, 5, tzinfo=UTC)
+        # The usage below is all there is for the year: the metering system has read it whole.
+        record_coverage(s, "files", [UsageCoverage(datetime(2026, 1, 1, tzinfo=UTC), NOW)])
         ingest_usage(
             s,
             "files",

@@ -9,8 +9,9 @@ from decimal import Decimal
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from subledger.core.connector import UsageEventIn
+from subledger.core.connector import UsageCoverage, UsageEventIn
 from subledger.core.model import Connection, Contract, Customer, Finding, record_id
+from subledger.core.store.coverage import record_coverage
 from subledger.core.store.usage import ingest_usage
 from subledger.core.terms import load_terms, terms_hash, terms_to_document
 from subledger.sync.engine import reconcile
@@ -64,6 +65,9 @@ def seed(engine: Engine, billing_overage: str, usage: list[tuple[datetime, int]]
         )
         s.add(contract("crm", "800A", "001A", TERMS))
         s.add(contract("billing", "sub_1", "cus_9", billing_terms))
+        # Billing has read its usage from the start of the year through April 10.
+        read = UsageCoverage(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 4, 10, tzinfo=UTC))
+        record_coverage(s, "billing", [read])
         ingest_usage(
             s,
             "billing",

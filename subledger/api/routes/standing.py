@@ -37,7 +37,7 @@ class StandingPage(BaseModel):
 def customer_standing(customer_id: str, request: Request, caller: Caller = Depends(require("read"))) -> StandingOut:
     state = get_state(request)
     with Session(state.engine) as session:
-        calc = StandingCalculator(session, state.sync_settings, state.settings.usage_source, utcnow().date())
+        calc = StandingCalculator(session, state.sync_settings, state.settings.usage_source, utcnow())
         contracts = calc.contracts(customer_id).get(customer_id)
         if not contracts:
             raise ApiError(404, "not_found", f"customer {customer_id!r} has no active contract", "customer_id")
@@ -55,7 +55,7 @@ def all_standing(
 ) -> StandingPage:
     state = get_state(request)
     with Session(state.engine) as session:
-        calc = StandingCalculator(session, state.sync_settings, state.settings.usage_source, utcnow().date())
+        calc = StandingCalculator(session, state.sync_settings, state.settings.usage_source, utcnow())
         rows = [calc.standing(c, cs) for c, cs in calc.contracts().items()]
     rows = [r for r in rows if r.contracts]
     if sort == "customer":

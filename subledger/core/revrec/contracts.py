@@ -1,47 +1,107 @@
-"""Contract-derived obligations: what the terms say is earned, invoiced or not.
+"""Contract-derived obligations: the contract read model's ratings, as recognition.
 
-Invoices only show what has been billed. A contract's terms, rated by the rating engine
-(:mod:`subledger.core.rating`) on the usage in the store, also show what has been earned
-and not yet billed: usage before its invoice, fees billed in arrears, minimum
-commitments. For every billing period that has started by ``through``:
+Invoices only show what has been billed. The contract read model
+(``subledger.sync.contracts``) rates each contract's billing periods on the usage it has
+read, which also shows what has been earned and not yet billed: usage before its
+invoice, fees billed in arrears, minimum commitments. It hands recognition those
+ratings as :class:`RatedContract` values (nothing here reads the store, so recognition
+and reconciliation can never rate a contract two ways), and this module turns them into
+obligations:
 
-* each flat-fee line is a ratable obligation over its service period;
-* each usage line is recognized as the usage occurs: the period is rated on usage to
-  each month end inside it (and to ``through``), and each line's rated amount to date is
-  its recognized amount to date;
+* each flat-fee line is ratable over its service period;
+* each usage line is recognized as the usage occurs: the read model rates the period on
+  the usage before each month end inside it (its *accruals*), and each line's rated
+  amount to date is its recognized amount to date, so allotments, pools and tiers apply
+  as usage accrues;
 * each discount or cap line is contra revenue spread by day over its service period;
+* a credit line drawn from a promotional grant is contra revenue the same way; one drawn
+  from a paid grant recognizes nothing itself: the usage it pays for is already revenue,
+  and the credit line bills the grant's obligation (it releases the liability);
 * each minimum commitment is an adjustment ``policy(spend) - spend`` on top of the
   obligations it covers, under the contract's commitment policy, so the three policies
-  differ in timing only and all end at the rated true-up.
+  differ in timing only; at the end of its term it equals the rated true-up exactly;
+* each paid credit grant of the contract (the billing system's, with its ledger, or else
+  the terms' own, with the rated draw-downs) is a liability: breakage is recognized under
+  its policy, and a units grant's redemptions are revenue (rated usage lines exclude the
+  units credits paid for).
 
-Invoice lines of the contract with the same component and service start bill these
-obligations instead of becoming obligations of their own. Credit grants written in the
-terms are left to the credit-grant obligations (the store's grants and ledger), so the
-terms are rated without them.
+Periods whose usage the read model could not read (not *covered*) yield no contract
+obligations: their invoice lines stay invoice-driven. Invoice lines the read model
+placed on the contract bill these obligations (:meth:`ContractResult.billed_by`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlmodel import Session
-
-from subledger.core.errors import ConfigError
 from subledger.core.model import Contract, evidence_ref
+from subledger.core.money import allocate
+from subledger.core.rating import BillingPeriod, PeriodRating, RatingPlan
+from subledger.core.rating.charges import TRUE_UPS, rated_charge
+from subledger.core.rating.credits import DRAW_DOWN
+from subledger.core.rating.lines import CREDIT, DISCOUNT, FLAT_FEE, MAXIMUM_CAP, MINIMUM_TRUE_UP, USAGE
+from subledger.core.rating.proration import prorate
 from subledger.core.revrec.amortization import AmortizationPolicy, ServicePeriod
-from subledger.core.revrec.calendar import as_utc, day_start, through_instant
+from subledger.core.revrec.calendar import as_utc, day_start
 from subledger.core.revrec.commitments import CommitmentPolicy, commitment_on_spend
 from subledger.core.revrec.curves import Curve, Incurred, Ratable, Sum
-from subledger.core.revrec.obligation import LineKind, Treatment
+from subledger.core.revrec.obligation import Billing, LineKind, Treatment
 from subledger.core.revrec.policy import RevrecPolicy
 
 _MICRO = timedelta(microseconds=1)
 REVREC_KEYS = ("revenue_recognition",)
+
+
+@dataclass(frozen=True)
+class RatedPeriod:
+    """One billing period as recognition needs it.
+
+    ``accruals`` are the period rated on the usage before each instant, in time order:
+    every month end inside the period that has passed, then the period's end (or the
+    instant recognition runs through, if sooner). ``covered`` is False when the read
+    model had not read the period's usage: it then yields no contract obligations.
+    """
+
+    period: BillingPeriod
+    accruals: tuple[tuple[datetime, PeriodRating], ...]
+    covered: bool = True
+
+    @property
+    def final(self) -> PeriodRating:
+        return self.accruals[-1][1]
+
+
+@dataclass(frozen=True)
+class RatedContract:
+    """A contract rated by the read model.
+
+    Attributes:
+        customer: the customer id its obligations are filed under (canonical when linked).
+        store_grants: ids of the billing system's credit grants for the contract; when
+            there are any, they are the contract's credits for recognition, with their
+            ledgers; otherwise the terms' own grants are, with the rated draw-downs.
+    """
+
+    contract: Contract
+    customer: str
+    plan: RatingPlan
+    periods: tuple[RatedPeriod, ...]
+    store_grants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the read model put an invoice line: the contract, period and charge it pays."""
+
+    contract_id: str
+    period_start: date
+    charge: str
+    term: str | None = None
 
 
 @dataclass
@@ -56,97 +116,68 @@ class ContractObligation:
     kind: LineKind
     curve: Curve
     evidence: tuple[dict[str, Any], ...]
-    billings: list[Any] = field(default_factory=list)
+    charge: str = ""
+    period_start: date | None = None
+    amount: int = 0
+    per_term: bool = False
+    billings: list[Billing] = field(default_factory=list)
+    extra: list[Any] = field(default_factory=list)  # further recognition streams (grants: breakage)
 
 
 @dataclass
 class ContractResult:
+    """A contract's obligations, and how invoice lines placed on it find the ones they bill."""
+
     obligations: list[ContractObligation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    terms_grants: dict[str, ContractObligation] = field(default_factory=dict)
+
+    def billed_by(self, placement: Placement, amount_minor: int) -> list[tuple[ContractObligation, int]]:
+        """The obligations a placed line bills, each with its share of ``amount_minor``.
+
+        Same period and charge (a per-term commitment: any period of its term); narrowed
+        to the line's term when it names one; the amount split in proportion to what each
+        was rated at (exact, :func:`~subledger.core.money.allocate`). Empty when nothing
+        matches: the line then stays invoice-driven.
+        """
+        found = [o for o in self.obligations if o.charge == placement.charge
+                 and (o.per_term or o.period_start == placement.period_start)]
+        if placement.term is not None and any(o.component == placement.term for o in found):
+            found = [o for o in found if o.component == placement.term]
+        if not found:
+            return []
+        weights = [abs(o.amount) for o in found]
+        if not any(weights):
+            return [(found[0], amount_minor)]
+        return [(o, share) for o, share in zip(found, allocate(amount_minor, weights), strict=True)]
 
 
-def _answer(session: Session, customer: str, queries: Iterable[Any], end: datetime) -> dict[Any, list[Any]]:
-    """Answer the engine's usage queries from the store, with the usage cut at ``end``."""
-    from subledger.core.rating import UsageQuery
-    from subledger.core.store.rating_inputs import store_usage
+def contract_obligations(rated: RatedContract, policy: RevrecPolicy, *, paid_grants: frozenset[str] = frozenset()
+                         ) -> ContractResult:
+    """The obligations of one rated contract (see the module docstring).
 
-    cut: dict[Any, Any] = {}
-    for q in queries:
-        stop = min(q.end, end)
-        if stop > q.start:
-            cut[q] = UsageQuery(q.meter, q.aggregation, q.start, stop, q.unique_property, q.group_by, q.transactions)
-    answers = store_usage(session, customer, cut.values(), None)
-    return {q: list(answers.get(c, ())) for q, c in cut.items()}
-
-
-def contract_obligations(
-    session: Session, contract: Contract, policy: RevrecPolicy, *, through: date
-) -> ContractResult:
-    """The obligations a contract's terms imply through ``through`` (see the module docstring)."""
+    Args:
+        rated: the read model's ratings of the contract's periods.
+        policy: the contract's recognition policy.
+        paid_grants: ids (as the rating names them) of the grants whose draws settle a
+            paid liability; credit lines of other grants are promotional contra revenue.
+    """
     out = ContractResult()
-    doc = {k: v for k, v in (contract.terms or {}).items() if k not in REVREC_KEYS}
-    if not doc.get("components"):
-        return out
-    try:
-        from subledger.core.rating import compile_terms, opening_state, rate_period
-        from subledger.core.rating.lines import DISCOUNT, FLAT_FEE, MAXIMUM_CAP, USAGE
-        from subledger.core.rating.proration import prorate
-        from subledger.core.terms import load_terms
-    except ImportError:  # pragma: no cover - only while the rating engine is absent
-        return out
-    source = f"contract {contract.system}/{contract.external_id}"
-    try:
-        terms = load_terms({**doc, "credits": []}, source=source)
-        plan = compile_terms(terms, contract_id=contract.id, system=contract.system)
-    except ConfigError as exc:
-        out.warnings.append(f"{exc}; its obligations come from its invoices only")
-        return out
-    stop = through_instant(through)
-    state = opening_state(plan)
-    lines_by_key: dict[str, dict[str, Any]] = {}
+    contract, plan = rated.contract, rated.plan
+    evidence = (evidence_ref(contract.system, "contract", contract.external_id),)
+    covered = [rp for rp in rated.periods if rp.covered and rp.accruals]
+    lines: dict[str, tuple[Any, RatedPeriod]] = {}
     steps: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
-    period_of: dict[str, Any] = {}
-    for period in plan.periods(until=through):
-        start, end = period.start_at, period.end_at
-        if start >= stop:
-            break
-        checkpoints = sorted({min(m, stop) for m in _month_ends(start, end)} | {min(end, stop)})
-        final = None
-        for cut in checkpoints:
-            rated = rate_period(plan, period, _answer(session, contract.customer_external_id,
-                                                     plan.usage_queries(period), cut), state)
-            for line in rated.lines:
-                lines_by_key[line.key] = {"line": line, "period": period}
-                period_of[line.key] = period
+    for rp in covered:
+        for cut, rating in rp.accruals:
+            for line in rating.lines:
+                lines[line.key] = (line, rp)
                 if line.kind == USAGE:
                     steps[line.key].append((cut, line.amount))
-            final = rated
-        assert final is not None
-        state = final.state
-        for c in plan.commitments:
-            if not c.minimum:
-                continue
-            ident = f"commitment:{c.id}:{period.start.isoformat()}" if not c.per_term else f"commitment:{c.id}"
-            if c.per_term:
-                term_end = plan.term_end
-                if term_end is None:
-                    continue
-                threshold, term = c.amount_minor, ServicePeriod.from_dates(terms.start_date, term_end - timedelta(1))
-            else:
-                partial = c.prorate and period.days != period.cycle_days
-                threshold = plan.round(prorate(c.amount, period.days, period.cycle_days)) if partial else c.amount_minor
-                term = ServicePeriod(start, end)
-            lines_by_key[ident] = {"commitment": c, "threshold": threshold, "term": term, "period": period}
-
-    evidence = (evidence_ref(contract.system, "contract", contract.external_id),)
     built: dict[str, ContractObligation] = {}
-    for key, info in lines_by_key.items():
-        if "commitment" in info:
-            continue
-        line = info["line"]
+    for key, (line, rp) in lines.items():
         ev = (*evidence, *line.evidence)
         service = ServicePeriod(day_start(line.service_start), day_start(line.service_end))
-        ob_key = f"contract:{contract.id}:{key}"
         if line.kind == FLAT_FEE:
             curve: Curve = Ratable(line.amount, service, policy.amortization)
             treatment, kind = Treatment.RATABLE, LineKind.REVENUE
@@ -157,38 +188,96 @@ def contract_obligations(
                     pts.append((cut - _MICRO, amount - previous))
                 previous = amount
             curve, treatment, kind = Incurred.of(pts), Treatment.USAGE, LineKind.REVENUE
-        elif line.kind in (DISCOUNT, MAXIMUM_CAP):
+        elif line.kind in (DISCOUNT, MAXIMUM_CAP) or (line.kind == CREDIT and line.component not in paid_grants):
             curve = Ratable(line.amount, service, AmortizationPolicy.BY_DAY)
-            treatment, kind = Treatment.RATABLE, LineKind.DISCOUNT
+            treatment = Treatment.RATABLE
+            kind = LineKind.PROMOTIONAL if line.kind == CREDIT else LineKind.DISCOUNT
         else:
-            continue  # true-ups are the commitment adjustments below; credits are left to grants
-        built[key] = ContractObligation(ob_key, treatment, line.component, line.component, line.service_start,
-                                        kind, curve, ev)
+            continue  # true-ups: the commitment adjustments below; paid credits: the grant's obligation
+        built[key] = ContractObligation(
+            f"contract:{contract.id}:{key}", treatment, line.component, line.component, line.service_start, kind,
+            curve, ev, charge=rated_charge(line, plan), period_start=rp.period.start, amount=line.amount,
+        )
     out.obligations.extend(built.values())
+    _commitments(out, rated, policy, built, lines, covered, evidence)
+    return out
 
-    for ident, info in lines_by_key.items():
-        if "commitment" not in info:
+
+def _commitments(
+    out: ContractResult, rated: RatedContract, policy: RevrecPolicy, built: dict[str, ContractObligation],
+    lines: dict[str, tuple[Any, RatedPeriod]], covered: Sequence[RatedPeriod], evidence: tuple[dict[str, Any], ...],
+) -> None:
+    contract, plan = rated.contract, rated.plan
+    every_period_covered = len(covered) == len(rated.periods)
+    for c in plan.commitments:
+        if not c.minimum:
             continue
-        c, term = info["commitment"], info["term"]
-        covered = [o.curve for k, o in built.items()
-                   if (not c.applies_to or o.component in c.applies_to)
-                   and (c.per_term or lines_by_key[k]["period"] == info["period"])]
-        spend = Sum(tuple(covered)) if covered else Incurred.of([])
-        expected = None
-        if policy.expected_usage is not None:
-            expected = int(policy.expected_usage * plan.scale)
-        chosen = policy.commitment
-        if chosen is CommitmentPolicy.SCALED_CONSUMPTION and not expected:
-            out.warnings.append(f"{source}: scaled_consumption needs expected_usage; using shortfall_at_end")
-            chosen = CommitmentPolicy.SHORTFALL_AT_END
-        total = commitment_on_spend(info["threshold"], term, spend, chosen, expected_usage_minor=expected,
-                                    amortization=policy.amortization)
-        adjustment = _Difference(total, spend)
-        out.obligations.append(ContractObligation(
-            f"contract:{contract.id}:{ident}", Treatment.COMMITMENT, c.id, c.id,
-            info["period"].start if not c.per_term else terms.start_date, LineKind.REVENUE, adjustment,
-            (*evidence, evidence_ref(contract.system, "contract", contract.external_id, commitment=c.id)),
-        ))
+        caps = {cap.id: cap.applies_to for cap in plan.commitments if not cap.minimum}
+        ranges: list[tuple[str, ServicePeriod, int, RatedPeriod | None]] = []
+        if c.per_term:
+            if plan.term_end is None or not every_period_covered or not rated.periods:
+                continue  # a term minimum needs every period of the term judged
+            last = rated.periods[-1]
+            if last.period.end != plan.term_end:
+                continue  # the term has not reached its last period yet
+            term = ServicePeriod(day_start(plan.terms.start_date), day_start(plan.term_end))
+            ranges.append((f"commitment:{c.id}", term, c.amount_minor, None))
+        else:
+            for rp in covered:
+                p = rp.period
+                partial = c.prorate and p.days != p.cycle_days
+                threshold = plan.round(prorate(c.amount, p.days, p.cycle_days)) if partial else c.amount_minor
+                ranges.append((f"commitment:{c.id}:{p.start.isoformat()}", ServicePeriod(p.start_at, p.end_at),
+                               threshold, rp))
+        for ident, term, threshold, rp in ranges:
+            covered_curves = [
+                o.curve for k, o in built.items()
+                if (rp is None or lines[k][1] is rp) and o.kind is not LineKind.PROMOTIONAL
+                and _counts_for(c.applies_to, o.component, caps, c.capped)
+            ]
+            spend = Sum(tuple(covered_curves)) if covered_curves else Incurred.of([])
+            expected = int(policy.expected_usage * plan.scale) if policy.expected_usage is not None else None
+            chosen = policy.commitment
+            if chosen is CommitmentPolicy.SCALED_CONSUMPTION and not expected:
+                out.warnings.append(f"contract {contract.system}/{contract.external_id}: scaled_consumption needs "
+                                    "expected_usage; using shortfall_at_end")
+                chosen = CommitmentPolicy.SHORTFALL_AT_END
+            total = commitment_on_spend(threshold, term, spend, chosen, expected_usage_minor=expected,
+                                        amortization=policy.amortization)
+            adjustment: Curve = _Difference(total, spend)
+            # The rated true-up is the answer: pin the adjustment's end to it, so recognition
+            # and the expectation never disagree by a spend the curves measure differently.
+            true_up = sum(line.amount for line, lp in lines.values()
+                          if line.kind == MINIMUM_TRUE_UP and line.component == c.id and (rp is None or lp is rp))
+            end_value = adjustment.value(term.end + _MICRO)
+            if end_value != true_up:
+                adjustment = Sum((adjustment, Incurred.of([(term.end - _MICRO, Fraction(true_up) - end_value)])))
+            out.obligations.append(ContractObligation(
+                f"contract:{contract.id}:{ident}", Treatment.COMMITMENT, c.id, c.id,
+                rp.period.start if rp is not None else plan.terms.start_date, LineKind.REVENUE, adjustment,
+                (*evidence, evidence_ref(contract.system, "contract", contract.external_id, commitment=c.id)),
+                charge=TRUE_UPS, period_start=rp.period.start if rp is not None else None, amount=true_up,
+                per_term=rp is None,
+            ))
+
+
+def _counts_for(applies_to: frozenset[str], component: str, caps: dict[str, frozenset[str]], capped: bool) -> bool:
+    """Whether an obligation's spend counts toward a minimum over ``applies_to``."""
+    if component in caps:  # a cap line: counted when the minimum is measured on capped spend and covers it
+        return capped and (not applies_to or (bool(caps[component]) and caps[component] <= applies_to))
+    return not applies_to or component in applies_to
+
+
+def grant_draws(rated: RatedContract, grant_id: str) -> list[tuple[datetime, int | Fraction]]:
+    """The rated draw-downs of a terms grant, as (when, amount drawn) in money or units."""
+    out: list[tuple[datetime, int | Fraction]] = []
+    for rp in rated.periods:
+        if not rp.accruals:
+            continue
+        for move in rp.final.movements:
+            if move.grant_id == grant_id and move.kind == DRAW_DOWN:
+                amount = move.amount_minor if move.amount_minor is not None else Fraction(move.units or 0)
+                out.append((as_utc(move.occurred_at), -amount))
     return out
 
 
@@ -211,14 +300,12 @@ class _Difference:
         return self.a.value(at) - self.b.value(at)
 
 
-def _month_ends(start: datetime, end: datetime) -> list[datetime]:
-    """Month boundaries strictly inside ``(start, end)``."""
-    out = []
-    current = as_utc(start)
-    while True:
-        nxt = (current.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0,
-                                                                     microsecond=0)
-        if nxt >= end:
-            return out
-        out.append(nxt)
-        current = nxt
+__all__ = [
+    "ContractObligation",
+    "ContractResult",
+    "Placement",
+    "RatedContract",
+    "RatedPeriod",
+    "contract_obligations",
+    "grant_draws",
+]

@@ -9,8 +9,9 @@ revenue schedule. Running it again over the same data posts nothing.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -18,6 +19,7 @@ from sqlmodel import Session, select
 from subledger.core.model import RevenueScheduleLine
 from subledger.core.revrec.accounts import ChartOfAccounts
 from subledger.core.revrec.calendar import Month
+from subledger.core.revrec.contracts import Placement, RatedContract
 from subledger.core.revrec.journal import build_entries
 from subledger.core.revrec.ledger import closed_through, post, posted_entries
 from subledger.core.revrec.obligation import Obligation
@@ -66,15 +68,22 @@ class RunResult:
 
 
 def run_recognition(
-    session: Session, *, through: date, chart: ChartOfAccounts | None = None, scope: SourceScope | None = None
+    session: Session, *, through: date, chart: ChartOfAccounts | None = None, scope: SourceScope | None = None,
+    contracts: Sequence[RatedContract] = (), placements: Mapping[tuple[str, str, str], Placement] | None = None,
+    customer_of: Callable[[str, str], str | None] | None = None, as_of: datetime | None = None,
+    warnings: Sequence[str] = (),
 ) -> RunResult:
     """Recognize revenue and post the journal through ``through`` (inclusive).
 
     Idempotent: a second run over the same data posts nothing and changes no schedule
     line. Entries for closed periods are posted in the first open period. ``scope`` limits
     the systems read (see :class:`~subledger.core.revrec.sources.SourceScope`).
+    ``contracts``, ``placements`` and ``customer_of`` come from the contract read model
+    (``subledger.sync.recognition.recognize`` passes them); without them recognition is
+    driven by invoices alone. ``warnings`` are added to the result's.
     """
-    sources = load_sources(session, through=through, scope=scope)
+    sources = load_sources(session, through=through, scope=scope, contracts=contracts, placements=placements,
+                           customer_of=customer_of, as_of=as_of)
     drafts = build_entries(
         sources.obligations, through=through, chart=chart, documents=sources.documents, payments=sources.payments
     )
@@ -86,7 +95,7 @@ def run_recognition(
     changes = write_schedule(session, sources.obligations)
     return RunResult(
         through=through, obligations=len(sources.obligations), postings=plan, schedule_changes=changes,
-        closed_through=lock, warnings=sources.warnings,
+        closed_through=lock, warnings=[*warnings, *sources.warnings],
     )
 
 

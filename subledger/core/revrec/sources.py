@@ -24,6 +24,7 @@ for the rules, summarized here:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -46,10 +47,18 @@ from subledger.core.model import (
     evidence_ref,
 )
 from subledger.core.money import allocate, exponent
+from subledger.core.rating.charges import CREDIT_PURCHASE
 from subledger.core.revrec.amortization import AmortizationPolicy, ServicePeriod
 from subledger.core.revrec.calendar import as_utc, months_between
-from subledger.core.revrec.contracts import ContractObligation, contract_obligations
-from subledger.core.revrec.credits import breakage_curve, redemptions_curve
+from subledger.core.revrec.contracts import (
+    ContractObligation,
+    ContractResult,
+    Placement,
+    RatedContract,
+    contract_obligations,
+    grant_draws,
+)
+from subledger.core.revrec.credits import BreakagePolicy, breakage_curve, redemptions_curve
 from subledger.core.revrec.curves import CatchUp, Curve, Incurred, Ratable, Remainder, Scaled, Sum
 from subledger.core.revrec.journal import Document, PaymentIn
 from subledger.core.revrec.obligation import Billing, LineKind, Obligation, Recognition, Treatment
@@ -126,12 +135,22 @@ class SourceScope:
 
 
 class _Loader:
-    def __init__(self, session: Session, through: date | None, scope: SourceScope | None = None) -> None:
+    def __init__(
+        self, session: Session, through: date | None, scope: SourceScope | None = None, *,
+        contracts: Sequence[RatedContract] = (), placements: Mapping[tuple[str, str, str], Placement] | None = None,
+        customer_of: Callable[[str, str], str | None] | None = None, as_of: datetime | None = None,
+    ) -> None:
         self.session = session
         self.through = through
         self.scope = scope or SourceScope()
-        self.claims: dict[tuple[str, str], dict[tuple[str, date], ContractObligation]] = {}
-        self.claimed: list[tuple[Contract, ContractObligation]] = []
+        self.as_of = as_of
+        self.rated = list(contracts)
+        self.placements = dict(placements or {})
+        self.customer_of = customer_of or (lambda system, external_id: None)
+        self.derived: dict[str, ContractResult] = {}
+        self.rated_by_id: dict[str, RatedContract] = {}
+        self.contract_grants: dict[str, str] = {}  # store grant id -> contract id (contract mode)
+        self.grant_credits: dict[str, list[Billing]] = defaultdict(list)  # credit lines billed to a grant
         self.out = Sources()
         self.contracts: dict[tuple[str, str], Contract] = {}
         self.contracts_by_ext: dict[str, list[Contract]] = defaultdict(list)
@@ -202,36 +221,41 @@ class _Loader:
             self.meters.setdefault(m.key, m)
         for g in s.exec(scope.billing(select(CreditGrant), CreditGrant).order_by(CreditGrant.id)).all():
             self.grants[g.id] = g
-        if self.through is not None:
-            for c in sorted(self.contracts.values(), key=lambda c: c.id):
-                derived = contract_obligations(s, c, self.policy(c), through=self.through)
-                self.out.warnings.extend(derived.warnings)
-                index = self.claims.setdefault((c.system, c.external_id), {})
-                for ob in derived.obligations:
-                    index[(ob.component, ob.service_start)] = ob
-                    self.claimed.append((c, ob))
+        for rc in self.rated:
+            paid = frozenset(g.id for g in rc.plan.grants if g.category == "paid")
+            derived = contract_obligations(rc, self.policy(rc.contract), paid_grants=paid)
+            self.out.warnings.extend(derived.warnings)
+            self.derived[rc.contract.id] = derived
+            self.rated_by_id[rc.contract.id] = rc
+            for gid in rc.store_grants:
+                self.contract_grants[gid] = rc.contract.id
+            if not rc.store_grants:
+                self.terms_grants(rc, derived)
         invoices = s.exec(scope.billing(select(Invoice), Invoice).order_by(Invoice.system, Invoice.external_id)).all()
         lines: dict[str, list[InvoiceLine]] = defaultdict(list)
         for line in s.exec(select(InvoiceLine).order_by(InvoiceLine.invoice_id, InvoiceLine.line_key)).all():
             lines[line.invoice_id].append(line)
         for inv in invoices:
-            if inv.status in _SKIP_INVOICE_STATUSES or inv.issued_at is None:
+            if inv.status in _SKIP_INVOICE_STATUSES or inv.issued_at is None or self.later(inv.issued_at):
                 continue
             self.invoice(inv, lines.get(inv.id, []))
         for cn in s.exec(
             scope.billing(select(CreditNote), CreditNote).order_by(CreditNote.system, CreditNote.external_id)
         ).all():
-            if cn.status not in _SKIP_INVOICE_STATUSES and cn.issued_at is not None:
+            if cn.status not in _SKIP_INVOICE_STATUSES and cn.issued_at is not None and not self.later(cn.issued_at):
                 self.credit_note(cn)
         for bases in self.bases_by_invoice.values():
             self.out.obligations.extend(b.build() for b in bases)
-        for contract, ob in self.claimed:
-            self.out.obligations.append(Obligation(
-                key=ob.key, currency=contract.currency, treatment=ob.treatment, product=ob.product,
-                recognitions=(Recognition(ob.kind, ob.curve, ob.evidence),), billings=tuple(ob.billings),
-                group=contract.id, contract_id=contract.id, customer_external_id=contract.customer_external_id,
-                evidence=ob.evidence, rounding=self.policy(contract).rounding,
-            ))
+        for rc in self.rated:
+            contract = rc.contract
+            for ob in self.derived[contract.id].obligations:
+                recognitions = (Recognition(ob.kind, ob.curve, ob.evidence), *ob.extra)
+                self.out.obligations.append(Obligation(
+                    key=ob.key, currency=contract.currency, treatment=ob.treatment, product=ob.product,
+                    recognitions=recognitions, billings=tuple(ob.billings), group=contract.id,
+                    contract_id=contract.id, customer_external_id=rc.customer, evidence=ob.evidence,
+                    rounding=self.policy(contract).rounding,
+                ))
         self.credit_grants()
         self.payments()
         return self.out
@@ -252,15 +276,12 @@ class _Loader:
         ))
         bases: list[_Base] = []
         adjustments: list[tuple[LineKind, InvoiceLine]] = []
-        claims = self.claims.get((contract.system, contract.external_id), {}) if contract else {}
         for ln in lines:
             ev = (evidence_ref(inv.system, "invoice_line", f"{inv.external_id}/{ln.line_key}"), inv_ref,
                   *(ln.evidence or []))
             if ln.kind == "tax":
                 continue
-            claim = claims.get((ln.component or "", ln.service_start)) if ln.service_start else None  # type: ignore[arg-type]
-            if claim is not None:
-                claim.billings.append(Billing(issued, ln.amount_minor, doc_key, ev))
+            if self.claim(inv, ln, Billing(issued, ln.amount_minor, doc_key, ev)):
                 continue
             grant = self.grant_for(inv.system, ln.evidence)
             if grant is not None and ln.amount_minor > 0 and ln.kind != "credit":
@@ -278,7 +299,8 @@ class _Loader:
                 key=f"{doc_key}:{ln.line_key}", treatment=treatment,
                 product=ln.component or ln.meter or ln.kind, amount=ln.amount_minor, gross=curve,
                 currency=inv.currency, group=group, contract_id=contract.id if contract else None,
-                customer=inv.customer_external_id, evidence=ev, component=ln.component, policy=policy,
+                customer=self.customer(inv.system, inv.customer_external_id), evidence=ev, component=ln.component,
+                policy=policy,
             )
             base.recognitions.append(Recognition(LineKind.REVENUE, curve, ev))
             base.billings.append(Billing(issued, ln.amount_minor, doc_key, ev))
@@ -288,6 +310,80 @@ class _Loader:
                   *(ln.evidence or []))
             self.adjust(bases, kind, ln, ev, issued, doc_key, inv, policy, group, contract)
         self.bases_by_invoice[(inv.system, inv.external_id)] = bases
+
+    def claim(self, inv: Invoice, ln: InvoiceLine, billing: Billing) -> bool:
+        """Bill the contract obligation(s) the read model placed ``ln`` on; False when it stays
+        invoice-driven (not placed, or nothing of the contract's rating matches it)."""
+        placement = self.placements.get((inv.system, inv.external_id, ln.line_key))
+        derived = self.derived.get(placement.contract_id) if placement is not None else None
+        if placement is None or derived is None:
+            return False
+        grant = self.grant_for(inv.system, ln.evidence)
+        if placement.charge == CREDIT_PURCHASE:
+            if grant is not None:
+                return False  # a billing system's grant: its purchase is found by the grant link
+            target = derived.terms_grants.get(placement.term or "")
+            if target is None:
+                return False
+            target.billings.append(billing)
+            return True
+        if ln.kind == "credit":
+            if grant is not None and grant.category == "paid" and grant.id in self.contract_grants:
+                self.grant_credits[grant.id].append(billing)  # releases the grant's liability
+                return True
+            target = derived.terms_grants.get(placement.term or "")
+            if target is None and grant is None and len(derived.terms_grants) == 1:
+                target = next(iter(derived.terms_grants.values()))
+            if target is not None:
+                target.billings.append(billing)
+                return True
+        shares = derived.billed_by(placement, billing.amount_minor)
+        if not shares:
+            return False
+        for ob, share in shares:
+            if share:
+                ob.billings.append(Billing(billing.at, share, billing.document, billing.evidence))
+        return True
+
+    def terms_grants(self, rc: RatedContract, derived: ContractResult) -> None:
+        """Obligations of the paid credit grants written in a contract's terms (no billing system
+        keeps them): purchase price, rated draw-downs, breakage under the contract's policy."""
+        policy = self.policy(rc.contract)
+        currency = rc.contract.currency
+        ref = evidence_ref(rc.contract.system, "contract", rc.contract.external_id)
+        for g in rc.plan.grants:
+            if g.category != "paid":
+                continue
+            basis = Fraction(g.cost_basis) if g.cost_basis is not None else Fraction(1)
+            scale = Fraction(1) if g.money else Fraction(10) ** exponent(currency)
+
+            def value(amount: Any, basis: Fraction = basis, scale: Fraction = scale) -> Fraction:
+                return Fraction(amount) * basis * scale
+
+            face = value(g.amount) + sum((value(a) for _, a in g.top_ups), Fraction(0))
+            purchase = int(face)
+            draws = [(when, value(amount)) for when, amount in grant_draws(rc, g.id)]
+            where = f"contract {rc.contract.system}/{rc.contract.external_id} credit {g.id}"
+            try:
+                redeemed = redemptions_curve(purchase, draws, g.expires_at)  # type: ignore[arg-type]
+                breakage = breakage_curve(purchase, redeemed, g.expires_at, policy.breakage,
+                                          policy.expected_breakage_rate)
+            except ConfigError as exc:
+                self.out.warnings.append(f"{where}: {exc}; skipped")
+                continue
+            ev = (ref, g.evidence)
+            ob = ContractObligation(
+                f"contract:{rc.contract.id}:credit:{g.id}", Treatment.CREDIT, g.meter or "prepaid_credits", g.id,
+                rc.contract.start_date, LineKind.BREAKAGE, breakage, ev, charge=CREDIT_PURCHASE, amount=purchase,
+            )
+            if not g.money:  # units drawn are not in the rated usage lines: their value is revenue here
+                ob.extra.append(Recognition(LineKind.REVENUE, redeemed, ev))
+            derived.terms_grants[g.id] = ob
+            derived.obligations.append(ob)
+
+    def later(self, at: datetime | None) -> bool:
+        """True when ``at`` is after the as-of instant (not yet known then)."""
+        return self.as_of is not None and at is not None and as_utc(at) > self.as_of
 
     def line_curve(
         self, inv: Invoice, ln: InvoiceLine, policy: RevrecPolicy, issued: datetime
@@ -335,7 +431,8 @@ class _Loader:
             lone = _Base(
                 key=f"{doc_key}:{ln.line_key}", treatment=Treatment.POINT_IN_TIME, product=ln.component or ln.kind,
                 amount=ln.amount_minor, gross=point, currency=inv.currency, group=group,
-                contract_id=contract.id if contract else None, customer=inv.customer_external_id,
+                contract_id=contract.id if contract else None,
+                customer=self.customer(inv.system, inv.customer_external_id),
                 evidence=ev, component=ln.component, policy=policy,
             )
             lone.recognitions.append(Recognition(LineKind.DISCOUNT if kind is LineKind.REVENUE else kind, point, ev))
@@ -370,7 +467,7 @@ class _Loader:
                 recognitions=(Recognition(LineKind.REFUND, point, (ref,)),),
                 billings=(Billing(at, -net, doc_key, (ref,)),),
                 group=f"customer:{cn.customer_external_id}", contract_id=contract,
-                customer_external_id=cn.customer_external_id, evidence=(ref,),
+                customer_external_id=self.customer(cn.system, cn.customer_external_id), evidence=(ref,),
             ))
             if cn.invoice_external_id:
                 self.out.warnings.append(
@@ -390,11 +487,14 @@ class _Loader:
     def credit_grants(self) -> None:
         ledger: dict[str, list[CreditLedgerEntry]] = defaultdict(list)
         for e in self.session.exec(select(CreditLedgerEntry).order_by(CreditLedgerEntry.id)).all():
-            ledger[e.grant_id].append(e)
+            if not self.later(e.occurred_at):
+                ledger[e.grant_id].append(e)
         for g in self.grants.values():
-            if g.category != "paid":
+            if g.category != "paid" or self.later(g.effective_at):
                 continue
-            contract = self.contract(g.system, g.contract_external_id)
+            owner = self.contract_grants.get(g.id)
+            rated = self.rated_by_id.get(owner) if owner else None
+            contract = rated.contract if rated is not None else self.contract(g.system, g.contract_external_id)
             policy = self.policy(contract)
             currency = g.currency or (contract.currency if contract else None)
             if currency is None:
@@ -417,35 +517,53 @@ class _Loader:
                 elif e.kind in ("draw_down", "reversal"):
                     redemptions.append((e.occurred_at, -value(e.amount_minor, e.units)))
             ref = evidence_ref(g.system, "credit_grant", g.external_id)
-            purchase = int(face)
-            if face != purchase:
+            purchase = g.price_minor if g.price_minor is not None else int(face)
+            if g.price_minor is None and face != purchase:
                 self.out.warnings.append(
                     f"credit grant {g.system}/{g.external_id}: the cost basis prices it at a fraction of a "
                     "minor unit; its purchase price is truncated"
                 )
+            at_face = list(redemptions)
+            if g.price_minor is not None and face and g.price_minor != face:
+                # Paid at a discount (or a premium): each unit of credit is worth price / face.
+                redemptions = [(w, a * purchase / face) for w, a in redemptions]
             try:
+                breakage_policy = BreakagePolicy.parse(g.breakage) if g.breakage else policy.breakage
+                rate = Fraction(g.expected_breakage_rate) if g.expected_breakage_rate is not None else \
+                    policy.expected_breakage_rate
                 redeemed = redemptions_curve(purchase, [(w, a) for w, a in redemptions], g.expires_at)  # type: ignore[misc]
-                breakage = breakage_curve(
-                    purchase, redeemed, g.expires_at, policy.breakage, policy.expected_breakage_rate
-                )
+                breakage = breakage_curve(purchase, redeemed, g.expires_at, breakage_policy, rate)
             except ConfigError as exc:
                 self.out.warnings.append(f"credit grant {g.system}/{g.external_id}: {exc}; skipped")
                 continue
-            billings = tuple(self.grant_purchases.get(g.id, ()))
-            if not billings:
+            billings = (*self.grant_purchases.get(g.id, ()), *self.grant_credits.get(g.id, ()))
+            if not self.grant_purchases.get(g.id):
                 self.out.warnings.append(
                     f"credit grant {g.system}/{g.external_id} has no purchase invoice line linked to it; "
                     "its redemptions show as unbilled receivable until one is"
                 )
+            if rated is not None and not units:
+                # Contract mode: the contract's usage obligations earn the revenue the credit pays
+                # for; the grant is the liability its credit lines release, and its breakage.
+                recognitions: tuple[Recognition, ...] = (Recognition(LineKind.BREAKAGE, breakage, (ref,)),)
+                if at_face != redemptions:  # credit bought below face: the difference is a discount
+                    discount = Incurred.of([(w, p - f) for (w, p), (_, f) in zip(redemptions, at_face, strict=True)])
+                    recognitions += (Recognition(LineKind.DISCOUNT, discount, (ref,)),)
+            else:
+                recognitions = (Recognition(LineKind.REVENUE, redeemed, (ref,)),
+                                Recognition(LineKind.BREAKAGE, breakage, (ref,)))
+            customer = rated.customer if rated is not None else self.customer(g.system, g.customer_external_id)
             self.out.obligations.append(Obligation(
                 key=f"credit_grant:{g.system}:{g.external_id}", currency=currency, treatment=Treatment.CREDIT,
-                product=g.meter or "prepaid_credits",
-                recognitions=(Recognition(LineKind.REVENUE, redeemed, (ref,)),
-                              Recognition(LineKind.BREAKAGE, breakage, (ref,))),
-                billings=billings, group=contract.id if contract else f"customer:{g.customer_external_id}",
-                contract_id=contract.id if contract else None, customer_external_id=g.customer_external_id,
+                product=g.meter or "prepaid_credits", recognitions=recognitions, billings=billings,
+                group=contract.id if contract else f"customer:{g.customer_external_id}",
+                contract_id=contract.id if contract else None, customer_external_id=customer,
                 evidence=(ref,), rounding=policy.rounding,
             ))
+
+    def customer(self, system: str, external_id: str) -> str:
+        """The id obligations are filed under: the canonical customer when linked."""
+        return self.customer_of(system, external_id) or external_id
 
     def payments(self) -> None:
         applied: dict[str, int] = defaultdict(int)
@@ -463,11 +581,22 @@ class _Loader:
             ))
 
 
-def load_sources(session: Session, *, through: date | None = None, scope: SourceScope | None = None) -> Sources:
-    """Obligations, billing documents and payments derived from everything in the store.
+def load_sources(
+    session: Session, *, through: date | None = None, scope: SourceScope | None = None,
+    contracts: Sequence[RatedContract] = (), placements: Mapping[tuple[str, str, str], Placement] | None = None,
+    customer_of: Callable[[str, str], str | None] | None = None, as_of: datetime | None = None,
+) -> Sources:
+    """Obligations, billing documents and payments derived from the store.
 
-    With ``through``, contracts whose terms the rating engine can compile also yield
-    their contract-derived obligations up to that day (:mod:`.contracts`).
+    Args:
+        contracts: contracts the read model rated; each yields its contract-derived
+            obligations (:mod:`.contracts`).
+        placements: (system, invoice, line key) -> where the read model placed that line;
+            a placed line bills its contract's obligations instead of becoming its own.
+        customer_of: (system, customer id) -> canonical customer, for the customer id
+            obligations are filed under.
+        as_of: documents, ledger entries and payments after this instant are not read.
     """
-    return _Loader(session, through, scope).load()
+    return _Loader(session, through, scope, contracts=contracts, placements=placements, customer_of=customer_of,
+                   as_of=as_of).load()
 

@@ -12,46 +12,55 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import or_
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
-from subledger.core.model import Contract, CreditGrant, UsageEvent, UsageRollup, evidence_ref
+from subledger.core.model import CreditGrant, UsageEvent, UsageRollup, evidence_ref
 from subledger.core.rating import Grant, UsageAggregate, UsageQuery, aggregate_events
 from subledger.core.store.usage import aggregate_usage
 
 
-def store_grants(session: Session, contract: Contract) -> list[Grant]:
-    """Credit grants a billing system holds for this contract (or its customer at large)."""
-    rows = session.exec(
-        select(CreditGrant)
-        .where(
-            CreditGrant.customer_external_id == contract.customer_external_id,
-            or_(CreditGrant.contract_external_id == contract.external_id, CreditGrant.contract_external_id.is_(None)),  # type: ignore[union-attr]
-        )
-        .order_by(CreditGrant.id)
-    ).all()
-    grants = []
-    for row in rows:
-        money = row.amount_minor is not None
-        if money and (row.currency or "").upper() != contract.currency.upper():
-            continue  # a grant in another currency cannot pay this contract
-        grants.append(
-            Grant(
-                id=f"{row.system}:{row.external_id}",
-                money=money,
-                amount=row.amount_minor if money else row.units,  # type: ignore[arg-type]
-                effective_at=row.effective_at,
-                expires_at=row.expires_at,
-                priority=row.priority,
-                category=row.category,
-                cost_basis=row.cost_basis,
-                currency=contract.currency if money else None,
-                meter=row.meter,
-                evidence=evidence_ref(row.system, "credit_grant", row.external_id),
-            )
-        )
-    return grants
+def grant_from_row(row: CreditGrant, currency: str) -> Grant | None:
+    """A stored credit grant as an engine grant for a contract in ``currency``.
+
+    None for a money grant in another currency: it cannot pay this contract. Its id is
+    ``<system>:<external id>``, which is how billing lines that apply it name it.
+    """
+    money = row.amount_minor is not None
+    if money and (row.currency or "").upper() != currency.upper():
+        return None
+    return Grant(
+        id=f"{row.system}:{row.external_id}",
+        money=money,
+        amount=row.amount_minor if money else row.units,  # type: ignore[arg-type]
+        effective_at=row.effective_at,
+        expires_at=row.expires_at,
+        priority=row.priority,
+        category=row.category,
+        cost_basis=row.cost_basis,
+        currency=currency if money else None,
+        meter=row.meter,
+        evidence=evidence_ref(row.system, "credit_grant", row.external_id),
+    )
+
+
+def usage_evidence(
+    session: Session, system: str | None, customer: str, meter: str, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """How many events of ``meter`` a customer sent in ``[start, end)``, and the first and last ids."""
+    stmt = select(UsageEvent.event_id).where(
+        UsageEvent.customer_external_id == customer, UsageEvent.meter == meter,
+        UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end,
+    )
+    if system:
+        stmt = stmt.where(UsageEvent.system == system)
+    first = session.exec(stmt.order_by(UsageEvent.occurred_at, UsageEvent.event_id).limit(1)).first()
+    last = session.exec(stmt.order_by(UsageEvent.occurred_at.desc(), UsageEvent.event_id.desc()).limit(1)).first()  # type: ignore[attr-defined]
+    count = session.exec(
+        select(func.count()).select_from(stmt.subquery())
+    ).one()
+    return {"events": int(count), "first_event": first, "last_event": last}
 
 
 def store_usage(

@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from subledger.core.rating import UsageAggregate, UsageQuery
 from subledger.core.store.rating_inputs import RollupIndex, indexed_usage
+from subledger.sync.contracts import ContractReadModel, Roles
 from subledger.sync.settings import SyncSettings
 
 
@@ -53,6 +54,7 @@ class Drift:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     actions: list[ActionDraft] = field(default_factory=list)
+    factual: bool = False  # a fact whatever its amount (terms differ): never dropped by the amount tolerance
 
 
 @dataclass
@@ -86,15 +88,22 @@ class RuleContext:
 
     def system_ids(self) -> dict[str, dict[str, list[str]]]:
         """canonical customer -> system -> that system's customer ids (read once, as above)."""
-        if "system_ids" not in self._memo:
-            from subledger.sync.expected import system_ids
+        return self.read_model().ids
 
-            self._memo["system_ids"] = system_ids(self.session)
-        return self._memo["system_ids"]
+    def read_model(self) -> ContractReadModel:
+        """The contract read model as of ``now``, shared by every rule of the reconciliation:
+        each contract is rated and its invoice lines placed once (pulls are over before
+        the rules run, and no rule changes contracts, usage or invoices)."""
+        if "read_model" not in self._memo:
+            roles = Roles.of(self.connections, self.settings.ownership)
+            self._memo["read_model"] = ContractReadModel(self.session, roles, as_of=self.now)
+        return self._memo["read_model"]
 
     def rollup_index(self, system: str | None) -> RollupIndex:
-        """The metering ``system``'s daily rollups in memory, loaded once per reconciliation
-        (pulls are over before the rules run)."""
+        """The ``system``'s daily rollups in memory, loaded once per reconciliation."""
+        model = self.read_model()
+        if system == model.roles.usage_system:
+            return model.index
         key = f"rollups:{system}"
         if key not in self._memo:
             self._memo[key] = RollupIndex(self.session, system)
@@ -103,9 +112,8 @@ class RuleContext:
     def usage(
         self, customer: str, queries: Iterable[UsageQuery], system: str | None
     ) -> dict[UsageQuery, list[UsageAggregate]]:
-        """Answer rating usage queries for ``customer`` in metering ``system`` from the
-        reconciliation's rollup index: one query for every contract, not one per
-        contract-period; what rollups cannot answer falls through to the store."""
+        """Answer rating usage queries for ``customer`` in ``system`` from its rollup index;
+        what rollups cannot answer falls through to the store."""
         return indexed_usage(self.session, self.rollup_index(system), customer, queries)
 
     def with_role(self, role: str) -> list[ConnectionInfo]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from subledger.core.hookspecs import hookimpl
-from subledger.sync.rules.billing import OverBillingRule, UnbilledUsageRule
+from subledger.sync.rules.billing import OverBillingRule, UnbilledUsageRule, UnmatchedInvoiceLineRule
 from subledger.sync.rules.cash import PaidInBillingOpenInErpRule, UnappliedPaymentRule
 from subledger.sync.rules.credits import ExpiredCreditUnrecognizedRule
 from subledger.sync.rules.crm_fields import CrmUsageFieldsRule
@@ -27,6 +27,7 @@ BUILTIN_RULES = (
     IdentityRule,
     UnbilledUsageRule,
     OverBillingRule,
+    UnmatchedInvoiceLineRule,
     ContractWithoutBillingRule,
     BillingCustomerWithoutContractRule,
     InvoiceMissingFromErpRule,

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlmodel import func, select
 
 from subledger.core.db_types import decimal_text
-from subledger.core.errors import ConfigError
 from subledger.core.model.base import evidence_ref
-from subledger.core.model.contract import Contract
 from subledger.core.model.customer import Customer
 from subledger.core.model.finding import Finding
 from subledger.core.model.invoice import Invoice
 from subledger.core.money import to_major
-from subledger.core.rating import compile_terms, rate_periods
-from subledger.core.terms import load_terms
 from subledger.sync.rules.base import ActionDraft, Drift, Rule, RuleContext
 
 FIELDS = ("usage_to_date", "overage_to_date", "last_invoice", "open_findings")
@@ -43,10 +40,9 @@ class CrmUsageFieldsRule(Rule):
         crm = [s for s in ctx.systems(ctx.settings.ownership.contract_terms) if ctx.can_write(s, WRITE_KIND)]
         if not crm:
             return
-        metering = ctx.systems(ctx.settings.ownership.usage)
-        billing = [s for s in ctx.systems(ctx.settings.ownership.invoices) if s not in ctx.systems("erp")]
-        ids = ctx.system_ids()
-        today = ctx.now.date()
+        model = ctx.read_model()
+        billing = list(model.roles.billing_systems)
+        ids = model.ids
         # Its own findings are left out of the count, or every write would change the count.
         open_counts = dict(
             ctx.session.exec(
@@ -55,42 +51,25 @@ class CrmUsageFieldsRule(Rule):
                 .group_by(Finding.customer)
             ).all()
         )
-        contracts = ctx.session.exec(
-            select(Contract).where(Contract.system.in_(crm), Contract.status == "active").order_by(Contract.id)
-        ).all()
-        canonical_of = {(s, e): k for k, systems in ids.items() for s, exts in systems.items() for e in exts}
-        for c in contracts:
-            canonical = canonical_of.get((c.system, c.customer_external_id))
+        active = [c for c in model.contracts() if c.system in crm and c.status == "active"]
+        for view in model.views(active):
+            c, canonical = view.contract, view.customer
             customer = ctx.session.exec(
                 select(Customer).where(Customer.system == c.system, Customer.external_id == c.customer_external_id)
             ).first()
-            if customer is None or canonical is None:
+            pv = view.current(ctx.now)
+            if customer is None or canonical is None or view.plan is None or pv is None:
                 continue
-            try:
-                plan = compile_terms(load_terms(c.terms), contract_id=c.external_id, system=c.system)
-            except ConfigError:
-                continue
-            periods = plan.periods(until=today)
-            if not periods or not (periods[-1].start <= today < periods[-1].end):
-                continue
-            system = metering[0] if metering else None
-            usage_customer = (ids[canonical].get(system) or [c.customer_external_id])[0] if system else None
-            usage = ctx.usage(
-                usage_customer or c.customer_external_id,
-                [q for p in periods for q in plan.usage_queries(p)],
-                system,
-            )
-            rated = rate_periods(plan, usage, periods=periods)[-1]
-            meters = {u.id: u.meter for u in plan.usages}
-            per_meter: dict[str, str] = {}
+            per_meter: dict[str, Decimal] = {}
             overage = 0
-            for ln in rated.lines:
+            for ln in pv.rating.lines:
                 if ln.kind == "usage":
-                    per_meter[meters.get(ln.component, ln.component)] = decimal_text(ln.usage or 0)
+                    meter = view.meter_of(ln.component) or ln.component
+                    per_meter[meter] = per_meter.get(meter, Decimal(0)) + (ln.usage or Decimal(0))
                     overage += ln.amount
             last = self._last_invoice(ctx, billing, ids.get(canonical, {}))
             wanted = {
-                "usage_to_date": "; ".join(f"{m}: {v}" for m, v in sorted(per_meter.items())),
+                "usage_to_date": "; ".join(f"{m}: {decimal_text(v)}" for m, v in sorted(per_meter.items())),
                 "overage_to_date": decimal_text(to_major(overage, c.currency)),
                 "last_invoice": last or "",
                 "open_findings": str(open_counts.get(canonical, 0)),

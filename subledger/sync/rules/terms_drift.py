@@ -21,14 +21,12 @@ from typing import Any
 from sqlmodel import select
 
 from subledger.core.db_types import decimal_text, utcnow
-from subledger.core.errors import ConfigError
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.baseline import Baseline
 from subledger.core.model.contract import Contract
 from subledger.core.money import to_major
-from subledger.core.rating import RatingPlan, compile_terms, rate_periods
-from subledger.core.terms import load_terms
-from subledger.sync.expected import RATED_STATUSES
+from subledger.core.rating import RatingPlan
+from subledger.sync.contracts import RATED_STATUSES, ContractView
 from subledger.sync.rules.base import Drift, Rule, RuleContext
 
 
@@ -97,35 +95,30 @@ class TermsDriftRule(Rule):
     description = "CRM contract vs billing configuration: prices, tiers, included units, minimums, dates, currency"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
-        crm = ctx.systems(ctx.settings.ownership.contract_terms)
+        model = ctx.read_model()
+        crm = set(model.roles.contract_systems)
         billing = [s for s in ctx.systems(ctx.settings.ownership.invoices) if s not in crm]
         if not crm or not billing:
             return
-        ids = ctx.system_ids()
-        canonical_of = {(s, e): c for c, systems in ids.items() for s, exts in systems.items() for e in exts}
         contracts = ctx.session.exec(select(Contract).where(Contract.status.in_(RATED_STATUSES))).all()
         billing_by_customer: dict[str, list[Contract]] = {}
         for c in contracts:
-            if c.system in billing and (canon := canonical_of.get((c.system, c.customer_external_id))):
+            if c.system in billing and (canon := model.canonical(c.system, c.customer_external_id)):
                 billing_by_customer.setdefault(canon, []).append(c)
-        metering = ctx.systems(ctx.settings.ownership.usage)
-        today = ctx.now.date()
-        for c in sorted((c for c in contracts if c.system in crm), key=lambda c: c.id):
-            canonical = canonical_of.get((c.system, c.customer_external_id))
+        for view in model.views():
+            c, canonical = view.contract, view.customer
             for b in billing_by_customer.get(canonical or "", []):
                 if not _overlap(c, b):
                     continue
-                try:
-                    cplan = compile_terms(load_terms(c.terms), contract_id=c.external_id, system=c.system)
-                    bplan = compile_terms(load_terms(b.terms), contract_id=b.external_id, system=b.system)
-                except ConfigError:
+                bview = model.view(b)
+                if view.plan is None or bview.plan is None:
                     continue  # unbilled_usage reports contracts that cannot be rated
-                differences = diff_facts(terms_facts(cplan, c), terms_facts(bplan, b))
+                differences = diff_facts(terms_facts(view.plan, c), terms_facts(bview.plan, b))
                 key = f"{canonical}:{c.system}:{c.external_id}:{b.system}:{b.external_id}"
                 conflict = self._both_changed(ctx, key, c.terms_hash, b.terms_hash, bool(differences))
                 if not differences:
                     continue
-                amount = self._at_stake(ctx, cplan, bplan, canonical, metering, today)
+                amount = _at_stake(view, bview)
                 names = ", ".join(differences)
                 yield Drift(
                     key=key,
@@ -145,6 +138,7 @@ class TermsDriftRule(Rule):
                         evidence_ref(b.system, "contract", b.external_id),
                     ],
                     details={"differences": differences, "owner": c.system, "conflict": conflict},
+                    factual=True,
                 )
 
     def _both_changed(self, ctx: RuleContext, key: str, crm_hash: str, billing_hash: str, differ: bool) -> bool:
@@ -160,33 +154,18 @@ class TermsDriftRule(Rule):
         ctx.session.add(row)
         return conflict
 
-    def _at_stake(
-        self,
-        ctx: RuleContext,
-        cplan: RatingPlan,
-        bplan: RatingPlan,
-        canonical: str | None,
-        metering: list[str],
-        today: date,
-    ) -> int:
-        """Contract total minus billing total for the last ended period, on the same usage."""
-        periods = [p for p in cplan.periods(until=today) if p.end <= today]
-        if not periods or canonical is None or bplan.currency != cplan.currency:
-            return 0
-        last = periods[-1]
-        system = metering[0] if metering else None
-        ids = ctx.system_ids().get(canonical, {})
-        customer = (ids.get(system) or [None])[0] if system else None
-        if customer is None:
-            return 0
-        totals = []
-        for plan in (cplan, bplan):
-            mine = [p for p in plan.periods(until=last.start) if p.start <= last.start]
-            if not mine:
-                return 0
-            usage = ctx.usage(customer, [q for p in mine for q in plan.usage_queries(p)], system)
-            totals.append(rate_periods(plan, usage, periods=mine)[-1].total)
-        return totals[0] - totals[1]
+
+def _at_stake(contract: ContractView, billing: ContractView) -> int:
+    """Contract total minus billing total for the contract's last judged period, on the same
+    usage (zero when no period is judged or the currencies differ)."""
+    judged = [p for p in contract.periods if p.judged]
+    if not judged or billing.plan is None or billing.contract.currency != contract.contract.currency:
+        return 0
+    last = judged[-1]
+    same = next((p for p in billing.periods if p.period.start == last.period.start), None)
+    if same is None or same.period.end != last.period.end:
+        return 0
+    return last.rating.total - same.rating.total
 
 
 def _overlap(a: Contract, b: Contract) -> bool:

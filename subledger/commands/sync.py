@@ -11,6 +11,7 @@ from rich.table import Table
 from sqlmodel import Session, select
 
 from subledger.commands._alerts import send_alerts
+from subledger.commands._as_of import as_of_option, parse_as_of
 from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
 from subledger.core.db_types import utcnow
@@ -39,14 +40,19 @@ def money(minor: int, currency: str | None) -> str:
 def sync_command(
     connections: list[str] = typer.Argument(None, help="Connections to pull (default: all enabled)."),
     no_apply: bool = typer.Option(False, "--no-apply", help="Plan, but apply nothing (not even auto-approved)."),
+    as_of: str | None = as_of_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Pull, resolve identities, reconcile, plan write-back and apply what the policy approves."""
+    """Pull, resolve identities, reconcile, plan write-back and apply what the policy approves.
+
+    Billing periods whose usage was not read are not judged: they are listed as not covered.
+    """
     from subledger.sync.engine import sync
 
     engine = open_store()
+    judged_at = parse_as_of(as_of) if as_of else None
     with console.status("syncing...", spinner="dots") if not json_out else _nullcontext():
-        report = sync(engine, connections or None, trigger=actor(), apply=not no_apply)
+        report = sync(engine, connections or None, trigger=actor(), apply=not no_apply, now=judged_at)
     send_alerts(engine)
     run = report.run
     data = {
@@ -59,6 +65,7 @@ def sync_command(
         "actions_planned": run.actions_planned,
         "actions_applied": run.actions_applied,
         "errors": run.errors,
+        "not_covered": [gap.to_json() for gap in (report.reconcile.not_covered if report.reconcile else [])],
     }
     if json_out:
         print_json(data)
@@ -68,6 +75,8 @@ def sync_command(
         f"findings +{run.findings_opened} opened, {run.findings_resolved} resolved; "
         f"actions {run.actions_planned} planned, {run.actions_applied} applied"
     )
+    for gap in report.reconcile.not_covered if report.reconcile else []:
+        console.print(f"[yellow]{gap.text()}[/]", highlight=False)
     for err in run.errors:
         console.print(f"[red]error[/] {err}")
     if run.status != "succeeded":

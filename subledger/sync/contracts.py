@@ -510,6 +510,7 @@ class ContractReadModel:
         self._views: dict[str, ContractView] = {}
         self._unplaced: dict[str, list[InvoicedLine]] = {}
         self._contracts: list[Contract] | None = None
+        self._by_customer: dict[str, list[Contract]] | None = None
 
     # ------------------------------------------------------------------ shared inputs
     @property
@@ -566,7 +567,7 @@ class ContractReadModel:
                 # (another system's, say) is rated alone, for comparison.
                 self._views[c.id] = self._build(c)
             else:
-                self._build_customer(key, [x for x in wanted if self._customer_key(x) == key])
+                self._build_customer(key, [c])
         return [self._views[c.id] for c in wanted]
 
     def view(self, contract: Contract) -> ContractView:
@@ -577,17 +578,31 @@ class ContractReadModel:
         self.views()
         return [ln for lines in self._unplaced.values() for ln in lines]
 
-    def not_covered(self) -> list[tuple[ContractView, PeriodView]]:
-        """Ended periods that were not judged because their usage was not read."""
-        return [(v, p) for v in self.views() for p in v.periods if p.ended and p.gap is not None]
+    def not_covered(self) -> list[NotCovered]:
+        """Ended periods that were not judged because their usage was not read, by usage gap."""
+        gaps: dict[datetime, NotCovered] = {}
+        for v in self.views():
+            for p in v.periods:
+                if p.ended and p.gap is not None:
+                    gap = gaps.setdefault(p.gap, NotCovered(self.roles.usage_system, p.gap))
+                    gap.periods.append((v.contract.external_id, p.period.start))
+        return [gaps[k] for k in sorted(gaps)]
 
     # ----------------------------------------------------------------------- build
     def _customer_key(self, contract: Contract) -> str:
         canonical = self.canonical(contract.system, contract.customer_external_id)
         return canonical if canonical is not None else f"{contract.system}\x1f{contract.customer_external_id}"
 
+    def _groups(self) -> dict[str, list[Contract]]:
+        """The rated contracts by customer (canonical, else the contract's own customer)."""
+        if self._by_customer is None:
+            self._by_customer = defaultdict(list)
+            for c in self.contracts():
+                self._by_customer[self._customer_key(c)].append(c)
+        return self._by_customer
+
     def _build_customer(self, key: str, asked: Sequence[Contract]) -> None:
-        siblings = [c for c in self.contracts() if self._customer_key(c) == key]
+        siblings = self._groups().get(key, [])
         known = {c.id for c in siblings}
         views = [self._build(c) for c in [*siblings, *(c for c in asked if c.id not in known)]]
         for v in views:
@@ -799,6 +814,29 @@ def _grant_ids(system: str, ids: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class NotCovered:
+    """Ended billing periods left unjudged because ``system``'s usage from ``gap`` was not read."""
+
+    system: str | None
+    gap: datetime
+    periods: list[tuple[str, date]] = field(default_factory=list)  # (contract, period start)
+
+    def text(self) -> str:
+        """``not covered: pull usage from 2026-01-01 (stripe): 12 periods of 3 contracts, 2026-01 to 2026-04``."""
+        months = sorted(start for _, start in self.periods)
+        contracts = len({c for c, _ in self.periods})
+        return (f"{not_covered_text(self.system, self.gap)}: {len(self.periods)} ended period(s) of {contracts} "
+                f"contract(s) not judged, {months[0]:%Y-%m} to {months[-1]:%Y-%m}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "system": self.system, "pull_usage_from": self.gap.isoformat(),
+            "periods": [{"contract": c, "period_start": d.isoformat()} for c, d in self.periods],
+            "message": self.text(),
+        }
 
 
 def not_covered_text(system: str | None, gap: datetime) -> str:

@@ -16,12 +16,13 @@ from subledger.core.errors import ConfigError, classify
 from subledger.core.model.run import SyncRun
 from subledger.core.model.sync_state import Connection
 from subledger.sync.apply import ApplyReport, apply_actions
+from subledger.sync.contracts import NotCovered
 from subledger.sync.findings import FindingDelta, record_findings
 from subledger.sync.identity import resolve_identities
 from subledger.sync.locks import held, process_owner
 from subledger.sync.plan import PlanDelta, plan_actions
 from subledger.sync.pull import PullReport, pull
-from subledger.sync.rules.base import ActionDraft, ConnectionInfo, Rule, RuleContext
+from subledger.sync.rules.base import ActionDraft, ConnectionInfo, Drift, Rule, RuleContext
 from subledger.sync.settings import SyncSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class ReconcileReport:
     findings: dict[str, FindingDelta] = field(default_factory=dict)
     plan: PlanDelta = field(default_factory=PlanDelta)
     identity_linked: int = 0
+    not_covered: list[NotCovered] = field(default_factory=list)
 
     @property
     def opened(self) -> int:
@@ -69,6 +71,12 @@ def master_system(settings: SyncSettings, infos: list[ConnectionInfo]) -> str | 
     return crm[0] if crm else (infos[0].name if infos else None)
 
 
+def material(drift: Drift, settings: SyncSettings) -> bool:
+    """True when a drift becomes a finding: a fact, an amount above the currency's tolerance,
+    or a drift that is not about money."""
+    return drift.factual or not drift.currency or abs(drift.amount_minor) > settings.tolerance_minor(drift.currency)
+
+
 def reconcile(
     engine: Engine,
     *,
@@ -98,16 +106,14 @@ def reconcile(
         ctx = RuleContext(session=session, settings=settings, connections=infos, now=now, identity_issues=issues)
         proposals: dict[tuple[str, str], list[ActionDraft]] = {}
         for rule in rules:
-            drifts = [
-                d for d in rule.evaluate(ctx)
-                if d.factual or not d.currency or abs(d.amount_minor) > settings.tolerance_minor(d.currency)
-            ]
+            drifts = [d for d in rule.evaluate(ctx) if material(d, settings)]
             report.findings[rule.name] = record_findings(session, rule.name, drifts, now=now, actor=actor)
             for d in drifts:
                 if d.actions:
                     proposals[(rule.name, d.key)] = d.actions
             session.flush()
         report.plan = plan_actions(session, proposals, settings=settings, now=now, actor=actor)
+        report.not_covered = ctx.read_model().not_covered() if ctx.read_model().roles.contract_systems else []
     return report
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from sqlmodel import Session, select
 
@@ -58,8 +57,10 @@ def auto_approver(settings: SyncSettings, rule: str | None, amount_minor: int, c
             continue
         if policy.max_amount is None:
             return f"policy:{rule}"
-        if currency and to_major(abs(amount_minor), currency) <= Decimal(policy.max_amount):
-            return f"policy:{rule}<={policy.max_amount}"
+        limit = policy.limit_minor(currency) if currency else -1
+        if limit is not None and abs(amount_minor) <= limit:
+            assert currency is not None
+            return f"policy:{rule}<={to_major(limit, currency)} {currency}"
     return None
 
 

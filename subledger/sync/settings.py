@@ -7,7 +7,7 @@ setting has a default, so no file is needed to start. See ``docs/sync.md``.
 from __future__ import annotations
 
 import os
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
-from subledger.core.money import parse_major
+from subledger.core.money import exponent, parse_major
 from subledger.core.paths import data_dir
 
 Role = Literal["crm", "billing", "metering", "erp"]
@@ -63,10 +63,38 @@ class Ownership(_Strict):
 
 
 class AutoApproval(_Strict):
-    """Actions of ``rule`` up to ``max_amount`` (major units, any currency) apply without review."""
+    """Actions of ``rule`` up to ``max_amount`` apply without review.
+
+    ``max_amount`` is major units per currency (``{USD: "500.00", JPY: "50000"}``): an
+    action in a currency it does not list waits for a person. A bare amount (``"500.00"``)
+    applies to every currency alike; prefer the mapping, since 500 is not the same money
+    in every currency. No ``max_amount`` approves any amount.
+    """
 
     rule: str
-    max_amount: Decimal | None = None
+    max_amount: Decimal | dict[str, Decimal] | None = None
+
+    @field_validator("max_amount")
+    @classmethod
+    def _exact_per_currency(cls, value: Decimal | dict[str, Decimal] | None) -> Decimal | dict[str, Decimal] | None:
+        if isinstance(value, dict):
+            for currency, amount in value.items():
+                if amount < 0:
+                    raise ValueError(f"{currency}: {amount} is negative; use 0 or more")
+                parse_major(amount, currency)  # an unknown currency, or too many decimals for it, says so
+        return value
+
+    def limit_minor(self, currency: str) -> int | None:
+        """The most an action in ``currency`` may amount to (minor units); None: no limit."""
+        if self.max_amount is None:
+            return None
+        if isinstance(self.max_amount, Decimal):
+            return parse_major(self.max_amount.quantize(Decimal(1).scaleb(-exponent(currency)), ROUND_DOWN),
+                               currency)
+        for name, amount in self.max_amount.items():
+            if name.upper() == currency.upper():
+                return parse_major(amount, currency)
+        return -1  # not listed: a person approves
 
 
 class SyncSettings(_Strict):

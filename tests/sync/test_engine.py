@@ -249,3 +249,35 @@ def test_two_syncs_of_one_connection_never_overlap(engine: Engine, mem: str) -> 
         sync(engine, trigger="test", settings=SyncSettings(), rules=RULES)
     with Session(engine) as s:
         assert s.exec(select(SyncRun)).all() == []  # a busy connection records no run
+
+
+def test_auto_approval_limits_are_per_currency() -> None:
+    # 10.00 USD is a limit of 1,000 cents; the same ten in JPY is ten yen; a currency the
+    # mapping does not list waits for a person; a bare amount applies to every currency alike.
+    from subledger.sync.plan import auto_approver
+
+    per_currency = SyncSettings(auto_approve=[AutoApproval(rule="r", max_amount={"USD": "10.00", "JPY": "1500"})])
+    assert auto_approver(per_currency, "r", 1000, "USD") == "policy:r<=10.00 USD"
+    assert auto_approver(per_currency, "r", 1001, "USD") is None
+    assert auto_approver(per_currency, "r", 1500, "JPY") == "policy:r<=1500 JPY"
+    assert auto_approver(per_currency, "r", 1, "EUR") is None
+    bare = SyncSettings(auto_approve=[AutoApproval(rule="r", max_amount="10.00")])
+    assert auto_approver(bare, "r", 10, "JPY") == "policy:r<=10 JPY"
+    assert auto_approver(bare, "r", 1000, "USD") == "policy:r<=10.00 USD"
+
+
+def test_a_tolerance_in_a_currency_that_cannot_hold_it_is_refused_with_the_setting_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from subledger.core.errors import ConfigError
+    from subledger.sync.settings import load_settings
+
+    bad = tmp_path / "subledger.yaml"
+    bad.write_text('amount_tolerance: {JPY: "0.5"}\n')
+    with pytest.raises(ConfigError, match="amount_tolerance"):
+        load_settings(bad)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text('amount_tolerance: {USD: "0.50", jpy: "50"}\namount_tolerance_minor: 3\n')
+    settings = load_settings(ok)
+    assert (settings.tolerance_minor("USD"), settings.tolerance_minor("JPY"), settings.tolerance_minor("EUR")) == (
+        50, 50, 3)

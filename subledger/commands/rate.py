@@ -165,8 +165,21 @@ def rate_store(
                     f"as of {as_of.isoformat()}",
                     fix="choose a period that has started, or a later --as-of",
                 )
-            results.append((pv.rating, _store_notes(model, view, pv)))
+            results.append((_with_events(model, view, pv), _store_notes(model, view, pv)))
     return results
+
+
+def _with_events(model: ContractReadModel, view: ContractView, pv: PeriodView) -> PeriodRating:
+    """The period's rating, each usage line's evidence ending with its first and last events."""
+    lines = []
+    for line in pv.rating.lines:
+        found = model.usage_evidence(view, line)
+        if found is not None:
+            ref = {"system": model.roles.usage_system or "store", "object": "usage_events",
+                   "id": view.usage_customer, **found}
+            line = line._replace(evidence=(*line.evidence, ref))
+        lines.append(line)
+    return pv.rating._replace(lines=tuple(lines))
 
 
 def _store_notes(model: ContractReadModel, view: ContractView, pv: PeriodView) -> dict[str, Any]:

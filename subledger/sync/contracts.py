@@ -474,11 +474,12 @@ def _unplaced(line: InvoicedLine, reason: str, fix: str) -> None:
 # ---------------------------------------------------------------------------- the model
 
 
-def carries_state(plan: RatingPlan) -> bool:
-    """True when a period's expectation depends on earlier periods' usage (pools, rollovers,
-    per-term minimums, credit balances), so an earlier gap leaves it unjudged too."""
+def carries_state(plan: RatingPlan, period: BillingPeriod) -> bool:
+    """True when ``period``'s expectation depends on earlier periods' usage (pools, rollovers,
+    per-term minimums, the balance of a credit grant still usable in it), so an earlier gap
+    leaves it unjudged too."""
     return bool(
-        plan.grants
+        any(g.usable_in(period.start_at, period.end_at) for g in plan.grants)
         or any(c.per_term for c in plan.commitments)
         or any(u.allotment is not None and (u.allotment.per_term or u.allotment.rollover) for u in plan.usages)
     )
@@ -692,7 +693,6 @@ class ContractReadModel:
         usage = self._usage(view.usage_customer, queries)
         ratings = rate_periods(plan, usage, periods=started) if started else []
         meters = sorted({u.meter for u in plan.usages} | set(plan.unit_meters))
-        chained = carries_state(plan)
         earlier_gap: datetime | None = None
         for p, rated in zip(started, ratings, strict=True):
             gap = None
@@ -701,7 +701,7 @@ class ContractReadModel:
                     gap = p.start_at  # the customer is not linked to the usage system: nothing was read
                 else:
                     gap = self.coverage.gap(meters, p.start_at, min(p.end_at, self.as_of))
-                if gap is None and chained:
+                if gap is None and carries_state(plan, p):
                     gap = earlier_gap
                 if gap is not None and earlier_gap is None:
                     earlier_gap = gap

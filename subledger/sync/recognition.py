@@ -82,10 +82,9 @@ def recognize(
             if not rp.covered and pv.gap is not None:
                 warnings.append(f"contract {c.system}/{c.external_id} period {pv.period.start}: "
                                 f"{not_covered_text(roles.usage_system, pv.gap)}; recognized from its invoices")
-        for pv in view.periods:
-            for ln in pv.lines:
-                if ln.charge is not None and ln.period_start is not None:
-                    placements[ln.key] = Placement(c.id, ln.period_start, ln.charge, ln.term)
+        for ln in [*(ln for pv in view.periods for ln in pv.lines), *view.future_lines]:
+            if ln.charge is not None and ln.period_start is not None:
+                placements[ln.key] = Placement(c.id, ln.period_start, ln.charge, ln.term)
     scope = SourceScope(billing_systems=roles.billing_systems, contract_systems=roles.contract_systems)
     return run_recognition(
         session, through=through, chart=chart, scope=scope, contracts=rated, placements=placements,

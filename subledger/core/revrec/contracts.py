@@ -277,7 +277,10 @@ def grant_draws(rated: RatedContract, grant_id: str) -> list[tuple[datetime, int
         for move in rp.final.movements:
             if move.grant_id == grant_id and move.kind == DRAW_DOWN:
                 amount = move.amount_minor if move.amount_minor is not None else Fraction(move.units or 0)
-                out.append((as_utc(move.occurred_at), -amount))
+                at = as_utc(move.occurred_at)
+                if at == rp.period.end_at:  # drawn for the period's usage: redeemed as it ends, not after
+                    at -= _MICRO
+                out.append((at, -amount))
     return out
 
 

@@ -151,6 +151,8 @@ class _Loader:
         self.rated_by_id: dict[str, RatedContract] = {}
         self.contract_grants: dict[str, str] = {}  # store grant id -> contract id (contract mode)
         self.grant_credits: dict[str, list[Billing]] = defaultdict(list)  # credit lines billed to a grant
+        self.rating_grant: dict[str, str] = {}  # a contract-attached grant's rating id -> CreditGrant id
+        self.invoice_contract: dict[tuple[str, str], Contract | None] = {}
         self.out = Sources()
         self.contracts: dict[tuple[str, str], Contract] = {}
         self.contracts_by_ext: dict[str, list[Contract]] = defaultdict(list)
@@ -229,6 +231,10 @@ class _Loader:
             self.rated_by_id[rc.contract.id] = rc
             for gid in rc.store_grants:
                 self.contract_grants[gid] = rc.contract.id
+                if gid in self.grants:
+                    g = self.grants[gid]
+                    self.rating_grant[f"{g.system}:{g.external_id}"] = gid
+                    self.rating_grant.setdefault(g.external_id, gid)
             if not rc.store_grants:
                 self.terms_grants(rc, derived)
         invoices = s.exec(scope.billing(select(Invoice), Invoice).order_by(Invoice.system, Invoice.external_id)).all()
@@ -261,7 +267,7 @@ class _Loader:
         return self.out
 
     def invoice(self, inv: Invoice, lines: list[InvoiceLine]) -> None:
-        contract = self.contract(inv.system, inv.contract_external_id)
+        contract = self.placed_contract(inv, lines) or self.contract(inv.system, inv.contract_external_id)
         policy = self.policy(contract)
         group = contract.id if contract else f"customer:{inv.customer_external_id}"
         doc_key = f"invoice:{inv.system}:{inv.external_id}"
@@ -310,6 +316,7 @@ class _Loader:
                   *(ln.evidence or []))
             self.adjust(bases, kind, ln, ev, issued, doc_key, inv, policy, group, contract)
         self.bases_by_invoice[(inv.system, inv.external_id)] = bases
+        self.invoice_contract[(inv.system, inv.external_id)] = contract
 
     def claim(self, inv: Invoice, ln: InvoiceLine, billing: Billing) -> bool:
         """Bill the contract obligation(s) the read model placed ``ln`` on; False when it stays
@@ -319,15 +326,22 @@ class _Loader:
         if placement is None or derived is None:
             return False
         grant = self.grant_for(inv.system, ln.evidence)
+        if grant is None and placement.term in self.rating_grant:
+            grant = self.grants.get(self.rating_grant[placement.term])  # the grant the line names by component
+        attached = [gid for gid, cid in self.contract_grants.items() if cid == placement.contract_id
+                    and self.grants[gid].category == "paid"]
         if placement.charge == CREDIT_PURCHASE:
             if grant is not None:
-                return False  # a billing system's grant: its purchase is found by the grant link
+                self.grant_purchases[grant.id].append(billing)
+                return True
             target = derived.terms_grants.get(placement.term or "")
             if target is None:
                 return False
             target.billings.append(billing)
             return True
         if ln.kind == "credit":
+            if grant is None and len(attached) == 1 and not derived.terms_grants:
+                grant = self.grants[attached[0]]  # the contract's one paid grant
             if grant is not None and grant.category == "paid" and grant.id in self.contract_grants:
                 self.grant_credits[grant.id].append(billing)  # releases the grant's liability
                 return True
@@ -380,6 +394,14 @@ class _Loader:
                 ob.extra.append(Recognition(LineKind.REVENUE, redeemed, ev))
             derived.terms_grants[g.id] = ob
             derived.obligations.append(ob)
+
+    def placed_contract(self, inv: Invoice, lines: list[InvoiceLine]) -> Contract | None:
+        """The rated contract the read model placed the invoice's lines on (the first placed line's)."""
+        for ln in lines:
+            placement = self.placements.get((inv.system, inv.external_id, ln.line_key))
+            if placement is not None and placement.contract_id in self.rated_by_id:
+                return self.rated_by_id[placement.contract_id].contract
+        return None
 
     def later(self, at: datetime | None) -> bool:
         """True when ``at`` is after the as-of instant (not yet known then)."""
@@ -460,16 +482,20 @@ class _Loader:
         bases = [b for b in self.bases_by_invoice.get((cn.system, cn.invoice_external_id or ""), [])
                  if b.net_price() > 0]
         if not bases:
+            # Its invoice's lines bill contract obligations (or it names no invoice): a refund
+            # at its issue date, filed under the invoice's contract when there is one.
             point = Incurred.of([(at, -net)])
-            contract = None
+            invoice_key = (cn.system, cn.invoice_external_id or "")
+            contract = self.invoice_contract.get(invoice_key)
             self.out.obligations.append(Obligation(
                 key=doc_key, currency=cn.currency, treatment=Treatment.POINT_IN_TIME, product="refund",
                 recognitions=(Recognition(LineKind.REFUND, point, (ref,)),),
                 billings=(Billing(at, -net, doc_key, (ref,)),),
-                group=f"customer:{cn.customer_external_id}", contract_id=contract,
+                group=contract.id if contract else f"customer:{cn.customer_external_id}",
+                contract_id=contract.id if contract else None,
                 customer_external_id=self.customer(cn.system, cn.customer_external_id), evidence=(ref,),
             ))
-            if cn.invoice_external_id:
+            if cn.invoice_external_id and invoice_key not in self.invoice_contract:
                 self.out.warnings.append(
                     f"credit note {cn.system}/{cn.external_id} names invoice {cn.invoice_external_id}, "
                     "which is not in the store; it was booked as a refund at its issue date"
@@ -516,6 +542,10 @@ class _Loader:
                     face += value(e.amount_minor, e.units)
                 elif e.kind in ("draw_down", "reversal"):
                     redemptions.append((e.occurred_at, -value(e.amount_minor, e.units)))
+            if rated is not None and g.id not in ledger:
+                # The billing system keeps no ledger for it (a files grant): the rating's draws are its use.
+                for when, drawn in grant_draws(rated, f"{g.system}:{g.external_id}"):
+                    redemptions.append((when, value(None, drawn) if units else value(int(drawn), None)))  # type: ignore[arg-type]
             ref = evidence_ref(g.system, "credit_grant", g.external_id)
             purchase = g.price_minor if g.price_minor is not None else int(face)
             if g.price_minor is None and face != purchase:

@@ -75,7 +75,7 @@ class _BillingRule(Rule):
             evidence_ref(c.system, "contract", c.external_id),
             *[ln.ref() for ln in charge.invoiced],
             *[evidence_ref(model.roles.usage_system or "store", "usage_events", view.usage_customer or "", **ev)
-              for ev in usage_refs],
+              for ev in usage_refs if ev["first_event"] is not None],
             *[ref for line in charge.expected for ref in line.evidence],
         ]
         what = "unbilled" if self.sign == 1 else "over-billed"

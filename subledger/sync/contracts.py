@@ -801,11 +801,30 @@ class ContractReadModel:
             if not lines:
                 continue
             tax = sum(int(x.get("amount_minor", 0)) for x in cn.lines or [] if x.get("kind") == "tax")
-            net = cn.total_minor - tax
-            for ln, share in zip(lines, allocate(net, [ln.net_minor for ln in lines]), strict=True):
-                if share:
-                    ln.credited_minor -= share
-                    ln.credit_notes.append(cn.external_id)
+            rest = cn.total_minor - tax
+            # A credit note line naming a component credits that component's lines; the rest
+            # is spread over every line of the invoice in proportion to what it still bills.
+            for item in cn.lines or []:
+                component, amount = item.get("component"), int(item.get("amount_minor", 0))
+                same = [ln for ln in lines if component and ln.component == component and ln.net_minor > 0]
+                if item.get("kind") == "tax" or not same or amount <= 0:
+                    continue
+                take = min(amount, sum(ln.net_minor for ln in same))
+                _credit(same, take, cn.external_id)
+                rest -= take
+            if rest > 0:
+                _credit([ln for ln in lines if ln.net_minor > 0], rest, cn.external_id)
+
+
+def _credit(lines: Sequence[InvoicedLine], amount: int, note: str) -> None:
+    """Take ``amount`` off ``lines`` in proportion to what each still bills (exact)."""
+    if not lines:
+        return
+    for ln, share in zip(lines, allocate(amount, [ln.net_minor for ln in lines]), strict=True):
+        if share:
+            ln.credited_minor -= share
+            if note not in ln.credit_notes:
+                ln.credit_notes.append(note)
 
 
 def _grant_ids(system: str, ids: tuple[str, ...]) -> tuple[str, ...]:

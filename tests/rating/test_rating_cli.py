@@ -207,9 +207,13 @@ def test_rate_from_the_store_matches_the_files(store: Engine, tmp_path: Path, ta
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert summary(doc) == EXPECTED_LINES and doc["total"] == "100.00"
+    # The aggregate, with its event count from the rollups, then the events themselves.
     assert doc["lines"][1]["evidence"][0] == {
-        "system": "store", "object": "usage_aggregate", "customer": "acme",
+        "system": "store", "object": "usage_aggregate", "customer": "acme", "events": 2,
         "id": "api_calls:sum:2026-03-01T00:00:00+00:00/2026-04-01T00:00:00+00:00",
+    }
+    assert doc["lines"][1]["evidence"][-1] == {
+        "system": "store", "object": "usage_events", "id": "acme", "first_event": "e1", "last_event": "e2",
     }
     contract, usage = write_files(tmp_path)
     from_files = json.loads(run("--contract", str(contract), "--usage", str(usage), "--period", "2026-03",

@@ -55,7 +55,9 @@ def usage_evidence(
         UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end,
     )
     if system:
-        stmt = stmt.where(UsageEvent.system == system)
+        # Compared as an expression, so the planner walks the time index over the window
+        # instead of the (system, event_id) index, which would sort every event of the system.
+        stmt = stmt.where(UsageEvent.system + "" == system)
     first = session.exec(stmt.order_by(UsageEvent.occurred_at, UsageEvent.event_id).limit(1)).first()
     last = session.exec(stmt.order_by(UsageEvent.occurred_at.desc(), UsageEvent.event_id.desc()).limit(1)).first()  # type: ignore[attr-defined]
     return {"first_event": first, "last_event": last}

@@ -686,7 +686,7 @@ class ContractReadModel:
     def _rate(self, view: ContractView) -> None:
         plan = view.plan
         assert plan is not None
-        started = [p for p in plan.periods(until=self.as_of.date()) if p.start_at < self.as_of]
+        started = [p for p in plan.periods(until=self.as_of.date()) if p.start_at <= self.as_of]
         queries: dict[UsageQuery, UsageQuery] = {}
         for p in started:
             queries.update(self._queries(plan, p, self.as_of))

@@ -49,7 +49,7 @@ from subledger.core.rating.proration import prorate
 from subledger.core.revrec.amortization import AmortizationPolicy, ServicePeriod
 from subledger.core.revrec.calendar import as_utc, day_start
 from subledger.core.revrec.commitments import CommitmentPolicy, commitment_on_spend
-from subledger.core.revrec.curves import Curve, Incurred, Ratable, Sum
+from subledger.core.revrec.curves import NEVER, Curve, Incurred, Ratable, Sum
 from subledger.core.revrec.obligation import Billing, LineKind, Treatment
 from subledger.core.revrec.policy import RevrecPolicy
 
@@ -171,9 +171,11 @@ def contract_obligations(rated: RatedContract, policy: RevrecPolicy, *, paid_gra
     for rp in covered:
         for cut, rating in rp.accruals:
             for line in rating.lines:
-                lines[line.key] = (line, rp)
                 if line.kind == USAGE:
                     steps[line.key].append((cut, line.amount))
+        # What the period finally bills: a true-up or discount an earlier cut showed may be gone.
+        for line in rp.final.lines:
+            lines[line.key] = (line, rp)
     built: dict[str, ContractObligation] = {}
     for key, (line, rp) in lines.items():
         ev = (*evidence, *line.evidence)
@@ -249,9 +251,12 @@ def _commitments(
             # and the expectation never disagree by a spend the curves measure differently.
             true_up = sum(line.amount for line, lp in lines.values()
                           if line.kind == MINIMUM_TRUE_UP and line.component == c.id and (rp is None or lp is rp))
-            end_value = adjustment.value(term.end + _MICRO)
+            # The spend it covers may settle after the term (a fee amortized monthly is earned
+            # at the month's end): pin where both have settled.
+            settled = term.end if spend.settles >= NEVER else max(term.end, spend.settles)
+            end_value = adjustment.value(settled + _MICRO)
             if end_value != true_up:
-                adjustment = Sum((adjustment, Incurred.of([(term.end - _MICRO, Fraction(true_up) - end_value)])))
+                adjustment = Sum((adjustment, Incurred.of([(settled - _MICRO, Fraction(true_up) - end_value)])))
             out.obligations.append(ContractObligation(
                 f"contract:{contract.id}:{ident}", Treatment.COMMITMENT, c.id, c.id,
                 rp.period.start if rp is not None else plan.terms.start_date, LineKind.REVENUE, adjustment,
@@ -268,8 +273,14 @@ def _counts_for(applies_to: frozenset[str], component: str, caps: dict[str, froz
     return not applies_to or component in applies_to
 
 
-def grant_draws(rated: RatedContract, grant_id: str) -> list[tuple[datetime, int | Fraction]]:
-    """The rated draw-downs of a terms grant, as (when, amount drawn) in money or units."""
+def grant_draws(
+    rated: RatedContract, grant_id: str, expires_at: datetime | None = None
+) -> list[tuple[datetime, int | Fraction]]:
+    """The rated draw-downs of a grant, as (when, amount drawn) in money or units.
+
+    The engine dates a period's draws at its end; a draw is redeemed as the period ends, or
+    just before the grant expires when that comes first (a grant can pay a period it expires in).
+    """
     out: list[tuple[datetime, int | Fraction]] = []
     for rp in rated.periods:
         if not rp.accruals:
@@ -280,6 +291,8 @@ def grant_draws(rated: RatedContract, grant_id: str) -> list[tuple[datetime, int
                 at = as_utc(move.occurred_at)
                 if at == rp.period.end_at:  # drawn for the period's usage: redeemed as it ends, not after
                     at -= _MICRO
+                if expires_at is not None and at >= as_utc(expires_at):
+                    at = as_utc(expires_at) - _MICRO
                 out.append((at, -amount))
     return out
 

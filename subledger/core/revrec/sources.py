@@ -376,7 +376,7 @@ class _Loader:
 
             face = value(g.amount) + sum((value(a) for _, a in g.top_ups), Fraction(0))
             purchase = int(face)
-            draws = [(when, value(amount)) for when, amount in grant_draws(rc, g.id)]
+            draws = [(when, value(amount)) for when, amount in grant_draws(rc, g.id, g.expires_at)]
             where = f"contract {rc.contract.system}/{rc.contract.external_id} credit {g.id}"
             try:
                 redeemed = redemptions_curve(purchase, draws, g.expires_at)  # type: ignore[arg-type]
@@ -544,7 +544,7 @@ class _Loader:
                     redemptions.append((e.occurred_at, -value(e.amount_minor, e.units)))
             if rated is not None and g.id not in ledger:
                 # The billing system keeps no ledger for it (a files grant): the rating's draws are its use.
-                for when, drawn in grant_draws(rated, f"{g.system}:{g.external_id}"):
+                for when, drawn in grant_draws(rated, f"{g.system}:{g.external_id}", g.expires_at):
                     redemptions.append((when, value(None, drawn) if units else value(int(drawn), None)))  # type: ignore[arg-type]
             ref = evidence_ref(g.system, "credit_grant", g.external_id)
             purchase = g.price_minor if g.price_minor is not None else int(face)

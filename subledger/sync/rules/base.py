@@ -19,8 +19,6 @@ from typing import Any, ClassVar
 
 from sqlmodel import Session
 
-from subledger.core.rating import UsageAggregate, UsageQuery
-from subledger.core.store.rating_inputs import RollupIndex, indexed_usage
 from subledger.sync.contracts import ContractReadModel, Roles
 from subledger.sync.settings import SyncSettings
 
@@ -98,23 +96,6 @@ class RuleContext:
             roles = Roles.of(self.connections, self.settings.ownership)
             self._memo["read_model"] = ContractReadModel(self.session, roles, as_of=self.now)
         return self._memo["read_model"]
-
-    def rollup_index(self, system: str | None) -> RollupIndex:
-        """The ``system``'s daily rollups in memory, loaded once per reconciliation."""
-        model = self.read_model()
-        if system == model.roles.usage_system:
-            return model.index
-        key = f"rollups:{system}"
-        if key not in self._memo:
-            self._memo[key] = RollupIndex(self.session, system)
-        return self._memo[key]
-
-    def usage(
-        self, customer: str, queries: Iterable[UsageQuery], system: str | None
-    ) -> dict[UsageQuery, list[UsageAggregate]]:
-        """Answer rating usage queries for ``customer`` in ``system`` from its rollup index;
-        what rollups cannot answer falls through to the store."""
-        return indexed_usage(self.session, self.rollup_index(system), customer, queries)
 
     def with_role(self, role: str) -> list[ConnectionInfo]:
         """Connections playing ``role``, by name."""

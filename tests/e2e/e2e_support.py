@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from subledger.demo.company import AS_OF, Company, generate
+from subledger.demo.run import ACCOUNT_MAPPING
 
 # The installed console script (``pip install -e .`` put it next to the interpreter).
 SUBLEDGER = Path(sys.prefix) / "bin" / "subledger"
@@ -40,22 +41,8 @@ COMMAND_TIMEOUT = 180
 # Every other rule counts, so an unexpected rule (an unmatched invoice line, say) is an extra.
 HOUSEKEEPING = frozenset({"crm_usage_fields", "journal_not_in_erp"})
 
-# NetSuite's chart, by role -> the sandbox account's internal id (as subledger.demo.run.ACCOUNT_MAPPING).
-NETSUITE_ACCOUNTS = """\
-subsidiary: "1"
-accounts:
-  cash: "11"
-  accounts_receivable: "12"
-  unbilled_receivable: "13"
-  tax_liability: "22"
-  customer_balance: "21"
-  contract_liability: "21"
-  revenue: "41"
-  breakage_revenue: "41"
-  refunds_contra: "41"
-  discounts_contra: "41"
-  promotional_contra: "41"
-"""
+# NetSuite's chart, by role -> the sandbox account's internal id: the file a user writes (docs/connectors/netsuite.md).
+NETSUITE_ACCOUNTS = ACCOUNT_MAPPING
 
 # Several CRMs each own part of the customers (docs/sync.md, "Identity").
 SETTINGS = """\

@@ -65,21 +65,8 @@ class CreditNotes(RecordKind):
     def map_document(self, data: dict[str, Any], src: Source) -> Any:
         fields.check_keys(data, (*HEADER_KEYS, "lines"))
         header = _Header(data)
-        raw_lines = data.get("lines")
-        if raw_lines is None:
-            raw_lines = []
-        if not isinstance(raw_lines, list):
-            raise RowError("lines", "lines must be a list of line objects",
-                           'write lines as a list, e.g. [{"amount": "10.00", "description": "Seats"}]')
-        lines: list[_Line] = []
-        for i, item in enumerate(raw_lines):
-            def namer(key: str, i: int = i) -> str:
-                return f"lines[{i}].{key}"
-
-            if not isinstance(item, dict):
-                raise RowError(f"lines[{i}]", "the line is not an object", "write each line as an object of fields")
-            fields.check_keys(item, LINE_KEYS, namer=namer)
-            lines.append(_Line(item, header.currency, namer, default_key=str(i + 1)))
+        lines = fields.document_lines(
+            data, LINE_KEYS, lambda item, namer, key: _Line(item, header.currency, namer, default_key=key))
         return self.build(header, lines, data, src)
 
     def from_csv(self, rows: Iterable[Row], src: Source) -> Iterator[Mapped | Rejected]:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from subledger.core.errors import ConfigError
 from subledger.core.money import exponent, normalize_currency, parse_major
@@ -320,3 +320,31 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     return value
+
+
+LineT = TypeVar("LineT")
+
+
+def document_lines(
+    data: Mapping[str, Any], line_keys: Collection[str],
+    make: Callable[[dict[str, Any], Callable[[str], str], str], LineT],
+) -> list[LineT]:
+    """The ``lines`` of a JSON document (invoices, credit notes): each an object of ``line_keys``,
+    built by ``make(item, namer, default_key)``, where ``namer`` names a field as ``lines[2].amount``
+    and ``default_key`` is the line's position (``"3"``)."""
+    raw = data.get("lines")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise RowError("lines", "lines must be a list of line objects",
+                       'write lines as a list, e.g. [{"amount": "10.00", "description": "Seats"}]')
+    out: list[LineT] = []
+    for i, item in enumerate(raw):
+        def namer(key: str, i: int = i) -> str:
+            return f"lines[{i}].{key}"
+
+        if not isinstance(item, dict):
+            raise RowError(f"lines[{i}]", "the line is not an object", "write each line as an object of fields")
+        check_keys(item, line_keys, namer=namer)
+        out.append(make(item, namer, str(i + 1)))
+    return out

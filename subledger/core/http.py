@@ -10,11 +10,16 @@ Two entry points:
 * :class:`HttpClient`, an httpx client with the same retries, for systems without an SDK.
 
 What is retried: rate limits (429), server errors (5xx except 501/505), 408/425, and
-connection errors. ``Retry-After`` is honoured, in seconds or as an HTTP date; otherwise the
-wait backs off exponentially, capped, with jitter. Everything else is raised at once as a
-:class:`~subledger.core.errors.ConfigError` (401, 403, 404, 422, other 4xx: the user must
-act) or a :class:`~subledger.core.errors.SystemFailure` (an answer we do not understand), so
-the kind reaches the user. Error text passes through :func:`~subledger.core.secrets.redact`.
+connection errors, whatever the answer's body (a vendor's error document, a proxy's HTML
+page, ``{"error": "..."}``, text, nothing). ``Retry-After`` is honoured, in seconds or as an
+HTTP date; otherwise the wait backs off exponentially, capped, with jitter. Everything else
+is raised at once as a :class:`~subledger.core.errors.ConfigError` (401, 403, 404, 422,
+other 4xx: the user must act) or a :class:`~subledger.core.errors.SystemFailure` (an answer
+we do not understand), so the kind reaches the user. Messages quote the gist of any body
+(:func:`vendor_detail`), never markup; error text passes through
+:func:`~subledger.core.secrets.redact`. A 401/403 that is not the vendor's own error
+document (``vendor_error=False``, or an HTML page) says to check the URL and any proxy
+before the credentials.
 
 Tests run the layer under a fake clock: a :class:`RetryPolicy` takes ``sleep``, ``clock``
 and ``now``, and :func:`use_retry_policy` makes a policy the default for the code inside it
@@ -25,9 +30,11 @@ from __future__ import annotations
 
 import contextvars
 import email.utils
+import html
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -157,7 +164,9 @@ def _header(headers: Any, name: str) -> str | None:
         value = headers.get(name)
         if value is None:
             value = headers.get(name.lower())
-    except AttributeError:
+        if value is None and hasattr(headers, "items"):  # a plain dict with the name in another case
+            value = next((v for k, v in headers.items() if str(k).lower() == name.lower()), None)
+    except (AttributeError, TypeError):
         return None
     if isinstance(value, list | tuple):
         value = value[0] if value else None
@@ -178,26 +187,105 @@ _STATUS_FIX = {
 _TRANSIENT_FIX = "nothing to change: the vendor is busy or unavailable; subledger retries, or run it again later"
 
 
-def _vendor_detail(body: Any) -> str:
-    """The vendor's own error message from a response body, when it has one."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if not isinstance(body, str):
-        body = "" if body is None else str(body)
-    text = body.strip()
+_HTML = re.compile(r"<\s*(?:!doctype\s+html|html|head|body|title)\b", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_INVISIBLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_XML_MESSAGE = re.compile(
+    r"<(?:[\w.-]+:)?(?:exceptionMessage|faultstring|message)\b[^>]*>(.*?)</", re.IGNORECASE | re.DOTALL
+)
+_XML_CODE = re.compile(r"<(?:[\w.-]+:)?(?:exceptionCode|faultcode)\b[^>]*>(.*?)</", re.IGNORECASE | re.DOTALL)
+_JSON_MESSAGE_KEYS = ("message", "error_description", "detail", "title", "errorMessage", "description")
+
+
+def body_text(body: Any) -> str:
+    """A response body as text, whatever it arrived as (bytes, memoryview, str, None, a parsed document)."""
+    if isinstance(body, memoryview):
+        body = body.tobytes()
+    if isinstance(body, bytes | bytearray):
+        return bytes(body).decode("utf-8", "replace")
+    if body is None:
+        return ""
+    if isinstance(body, dict | list):
+        try:
+            return json.dumps(body, default=str)
+        except (TypeError, ValueError):
+            return str(body)
+    return str(body)
+
+
+def looks_like_html(body: Any) -> bool:
+    """True when a body is a web page (a proxy's or gateway's error page), not an API document."""
+    return bool(_HTML.search(body_text(body)[:2048]))
+
+
+def _squash(text: str) -> str:
+    return " ".join(html.unescape(text).split())
+
+
+def _json_message(doc: Any) -> str:
+    """The message of a JSON error document, in the shapes vendors and gateways use."""
+    if isinstance(doc, list):
+        doc = next((item for item in doc if isinstance(item, dict)), None)  # Salesforce: a list of errors
+    if not isinstance(doc, dict):
+        return doc if isinstance(doc, str) else ""
+    error = doc.get("error")
+    if isinstance(error, dict):
+        for key in _JSON_MESSAGE_KEYS:
+            if isinstance(error.get(key), str) and error[key]:
+                return error[key]
+    for key in _JSON_MESSAGE_KEYS:
+        value = doc.get(key)
+        if isinstance(value, str) and value:
+            code = doc.get("errorCode") or doc.get("code") or error
+            return f"{code}: {value}" if isinstance(code, str) and code and code not in value else value
+    if isinstance(error, str) and error:  # OAuth, or a gateway's {"error": "..."}
+        return error
+    return ""
+
+
+def vendor_detail(body: Any) -> str:
+    """The vendor's own error message from a response body, when it has one.
+
+    Any body gives a readable detail, never an exception: a vendor's JSON error (``error.message``,
+    ``message``, ``error_description``, ``detail``, Salesforce's list of errors), a gateway's
+    ``{"error": "..."}``, an HTML error page (its title), a SOAP fault (its message), plain text,
+    or nothing at all.
+    """
+    text = body_text(body).strip()
+    if not text:
+        return ""
     try:
         doc = json.loads(text)
     except ValueError:
         doc = None
-    if isinstance(doc, dict):
-        for candidate in (doc.get("error"), doc):
-            if isinstance(candidate, dict):
-                for key in ("message", "error_description", "detail", "title"):
-                    if isinstance(candidate.get(key), str) and candidate[key]:
-                        return candidate[key][:_MAX_DETAIL]
-            elif isinstance(candidate, str) and candidate:
-                return candidate[:_MAX_DETAIL]
-    return " ".join(text.split())[:_MAX_DETAIL]
+    if doc is not None:
+        message = _json_message(doc)
+        return _squash(message or text)[:_MAX_DETAIL]
+    if looks_like_html(text):
+        title = _TITLE.search(text)
+        page = _squash(title.group(1)) if title else ""
+        if not page:
+            page = _squash(_TAG.sub(" ", _INVISIBLE.sub(" ", text)))
+        return f"an HTML page{': ' + page if page else ''}"[:_MAX_DETAIL]
+    if text.startswith("<"):
+        message, code = _XML_MESSAGE.search(text), _XML_CODE.search(text)
+        parts = [_squash(m.group(1)) for m in (code, message) if m and m.group(1).strip()]
+        if parts:
+            return ": ".join(parts)[:_MAX_DETAIL]
+        return _squash(_TAG.sub(" ", text))[:_MAX_DETAIL]
+    return _squash(text)[:_MAX_DETAIL]
+
+
+def is_transient_status(status: int) -> bool:
+    """Whether an HTTP status is a temporary refusal: 429, 408, 425, or a 5xx other than 501/505."""
+    return status in (408, 425, 429) or (500 <= status < 600 and status not in (501, 505))
+
+
+_FOREIGN_AUTH_FIX = (
+    "the refusal did not come from the vendor's API (its answer is not the vendor's error document): check the "
+    "connection's base URL and any proxy or gateway between subledger and the vendor, then the credentials"
+)
 
 
 def error_for_status(
@@ -207,16 +295,24 @@ def error_for_status(
     body: Any = "",
     operation: str = "request",
     now: datetime | None = None,
+    vendor_error: bool | None = None,
 ) -> SubledgerError:
     """The subledger error for an HTTP status: transient, config or system.
+
+    The status decides the kind, whatever the body is: a 429 or 5xx is transient even when
+    its body is a proxy's HTML page, ``{"error": "..."}``, plain text or empty.
 
     Args:
         status: the HTTP status code.
         headers: response headers (for ``Retry-After``); any mapping.
-        body: the response body; the vendor's message is quoted (redacted).
+        body: the response body, in any shape; the vendor's message is quoted (redacted).
         operation: what was attempted, e.g. ``GET /v1/customers``.
         now: the current time, for an HTTP-date ``Retry-After`` (default: the current retry
             policy's clock, so a fake clock in tests reads the date the way it waits).
+        vendor_error: whether the body is the vendor's own error document (the connector
+            knows its shape). A 401 or 403 that is not (False, or an HTML page when None)
+            did not come from the vendor's API, so its fix points at the URL and any proxy
+            before the credentials.
     """
     if now is None:
         now = current_policy().now()
@@ -224,18 +320,20 @@ def error_for_status(
         reason = httpx.codes.get_reason_phrase(status)
     except (TypeError, ValueError):
         reason = ""
-    detail = _vendor_detail(body)
+    detail = vendor_detail(body)
     message = redact(
         f"{operation} failed: HTTP {status}{' ' + reason if reason else ''}{': ' + detail if detail else ''}"
     )
     err: SubledgerError
-    if status == 429 or status in (408, 425) or (500 <= status < 600 and status not in (501, 505)):
+    if is_transient_status(status):
         retry_after = parse_retry_after(_header(headers, "Retry-After"), now=now)
         err = TransientError(message, fix=_TRANSIENT_FIX, retry_after=retry_after)
     elif 400 <= status < 500:
         fix = _STATUS_FIX.get(
             status, "the vendor rejected the request; correct the value its message names"
         )
+        if status in (401, 403) and (vendor_error is False or (vendor_error is None and looks_like_html(body))):
+            fix = _FOREIGN_AUTH_FIX
         err = ConfigError(message, fix=fix)
     else:
         err = SystemFailure(message, fix="report this to the subledger connector's maintainers")
@@ -373,7 +471,10 @@ def retry_call(
             raise to_error(exc) from exc
 
     def should_retry(exc: BaseException) -> bool:
-        return isinstance(exc, TransientError) and (retry_if is None or retry_if(exc))
+        # A failure an inner retry_call already gave up on (a login inside a call) is not retried
+        # again here: nested retries would multiply the attempts and the waits.
+        return (isinstance(exc, TransientError) and not getattr(exc, "retries_exhausted", False)
+                and (retry_if is None or retry_if(exc)))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -393,7 +494,11 @@ def retry_call(
             fix = f"run it again in {exc.retry_after:.0f} seconds"
         else:
             why, fix = f"gave up after {n} attempt{'s' if n != 1 else ''}", exc.fix or _TRANSIENT_FIX
-        raise TransientError(f"{redact(exc.message)} ({why})", fix=fix, retry_after=exc.retry_after) from exc
+        final = TransientError(f"{redact(exc.message)} ({why})", fix=fix, retry_after=exc.retry_after)
+        final.retries_exhausted = True  # type: ignore[attr-defined]
+        if http_status(exc) is not None:
+            final.http_status = http_status(exc)  # type: ignore[attr-defined]
+        raise final from exc
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(should_retry),
@@ -425,6 +530,10 @@ class HttpClient:
         policy: the retry policy; None uses the current one at each request.
         transport: an httpx transport (tests).
         name: the system's name, for messages.
+        refine: called with an error answer (status >= 400) and the error classified from
+            it; returns the error to raise. A connector uses it to tell its vendor's own error
+            document from a proxy's page (a real credential refusal, with the vendor's fix) and
+            to name the vendor's settings in the fix. The kind should stay the status's.
     """
 
     def __init__(
@@ -437,9 +546,11 @@ class HttpClient:
         policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         name: str = "",
+        refine: Callable[[httpx.Response, SubledgerError], SubledgerError] | None = None,
     ) -> None:
         self.name = name or httpx.URL(base_url).host
         self.policy = policy
+        self.refine = refine
         self._client = httpx.Client(
             base_url=base_url,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
@@ -489,15 +600,18 @@ class HttpClient:
                 err = default_classify(exc, operation=operation)
                 raise _NotSent(err.message, fix=err.fix) from exc
             if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, headers=response.headers, body=response.text,
+                err = error_for_status(
+                    response.status_code, headers=response.headers, body=response.content,
                     operation=operation, now=policy.now(),
                 )
+                if self.refine is not None:
+                    err = self.refine(response, err)
+                raise err
             return response
 
         def safe_to_retry(err: SubledgerError) -> bool:
             # A request that never reached the server, or one refused with 429, did nothing.
-            return idempotent or isinstance(err, _NotSent) or http_status(err) == 429
+            return idempotent or isinstance(err, _NotSent) or not request_sent(err) or http_status(err) == 429
 
         return retry_call(send, policy=policy, operation=operation, retry_if=safe_to_retry)
 
@@ -512,6 +626,22 @@ class HttpClient:
 
 class _NotSent(TransientError):
     """A transient failure before the request reached the server (safe to retry any method)."""
+
+
+def not_sent(err: SubledgerError) -> SubledgerError:
+    """Mark ``err`` as a failure before the request itself was sent (safe to retry any method).
+
+    For failures on the way to a request: an OAuth token endpoint answering 429 or 503, a
+    signature that could not be made. :class:`HttpClient` retries such a failure even for a
+    POST without an ``Idempotency-Key``, since the POST never left.
+    """
+    err.request_sent = False  # type: ignore[attr-defined]
+    return err
+
+
+def request_sent(err: BaseException) -> bool:
+    """False when ``err`` happened before its request was sent (see :func:`not_sent`)."""
+    return getattr(err, "request_sent", True) is not False
 
 
 def _json_of(response: httpx.Response) -> Any:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,9 +30,13 @@ from subledger.core.http import (
     current_policy,
     default_classify,
     error_for_status,
+    http_status,
+    is_transient_status,
+    not_sent,
     parse_retry_after,
     retry_call,
     use_retry_policy,
+    vendor_detail,
 )
 from subledger.testing import FakeClock
 
@@ -431,3 +436,109 @@ def test_a_non_json_answer_is_a_system_failure(server: ScriptedServer, client: H
 def test_an_unsupported_url_is_a_config_error(fake_clock: FakeClock) -> None:
     with HttpClient("ftp://127.0.0.1/") as client, pytest.raises(ConfigError, match="check the base URL"):
         client.get_json("/x")
+
+
+# -- any body: proxies, gateways, vendors' odd answers ------------------------------------------------
+
+HTML_503 = ("<!DOCTYPE html><html><head><title>503 Service Temporarily Unavailable</title><style>b{}</style>"
+            "</head><body><h1>503</h1><script>x()</script></body></html>")
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (HTML_503, "an HTML page: 503 Service Temporarily Unavailable"),
+        ("<html><body><h1>Bad &amp; gateway</h1></body></html>", "an HTML page: Bad & gateway"),
+        ('{"error": "upstream connect error"}', "upstream connect error"),
+        ('{"error": "invalid_grant", "error_description": "authentication failure"}',
+         "invalid_grant: authentication failure"),
+        ('[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}]',
+         "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."),
+        ('{"status": "error", "message": "You have reached your limit.", "category": "RATE_LIMITS"}',
+         "You have reached your limit."),
+        ('<?xml version="1.0"?><soapenv:Envelope><soapenv:Body><soapenv:Fault><faultcode>sf:SERVER_UNAVAILABLE'
+         '</faultcode><faultstring>Try later</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>',
+         "sf:SERVER_UNAVAILABLE: Try later"),
+        ('["busy"]', '["busy"]'),
+        ('{"error": {"message": "Internal', '{"error": {"message": "Internal'),
+        ("  Service\n  Unavailable ", "Service Unavailable"),
+        ("", ""),
+        (None, ""),
+        (b"\xff\xfe broken \xff", "\ufffd\ufffd broken \ufffd"),
+        ("x" * 1000, "x" * 300),
+    ],
+)
+def test_the_gist_of_any_body_is_quoted_never_markup(body: Any, detail: str) -> None:
+    assert vendor_detail(body) == detail
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 408])
+@pytest.mark.parametrize("body", [HTML_503, '{"error": "x"}', "", "plain", '["busy"]', b"\x00\xff", None])
+def test_a_429_or_5xx_is_transient_whatever_its_body(status: int, body: Any) -> None:
+    err = error_for_status(status, headers={"retry-after": "4"}, body=body, operation="GET /x")
+    assert isinstance(err, TransientError) and err.retry_after == 4.0
+    assert "<" not in err.message and "{content}" not in err.message
+
+
+def test_only_the_vendors_own_401_says_check_the_credentials() -> None:
+    ours = error_for_status(401, body='{"error": {"message": "Invalid API Key"}}', vendor_error=True)
+    page = error_for_status(401, body=HTML_503)
+    foreign = error_for_status(401, body='{"error": "unauthorized"}', vendor_error=False)
+    assert "credentials" in (ours.fix or "") and "proxy" not in (ours.fix or "")
+    assert "proxy" in (page.fix or "") and "proxy" in (foreign.fix or "")
+    assert is_transient_status(429) and is_transient_status(503) and not is_transient_status(501)
+
+
+def test_a_retry_call_inside_another_is_not_retried_again_once_it_gave_up() -> None:
+    clock = FakeClock()
+    inner = Flaky(*[TransientError("login: HTTP 503") for _ in range(20)])
+
+    def outer() -> str:
+        return retry_call(inner, policy=clock.policy(), operation="log in")
+
+    with pytest.raises(TransientError) as raised:
+        retry_call(outer, policy=clock.policy(), operation="query")
+
+    assert inner.calls == 5 and len(clock.sleeps) == 4, "the attempts are not multiplied"
+    assert raised.value.message == "login: HTTP 503 (gave up after 5 attempts)"
+
+
+def test_the_final_transient_error_keeps_its_http_status(fake_clock: FakeClock) -> None:
+    with pytest.raises(TransientError) as raised:
+        retry_call(Flaky(*[error_for_status(503, body="down") for _ in range(9)]))
+    assert http_status(raised.value) == 503
+
+
+class _TokenFirst(httpx.Auth):
+    """Fails to get a token (429) before the request is sent, once."""
+
+    def __init__(self) -> None:
+        self.failures = 1
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if self.failures:
+            self.failures -= 1
+            raise not_sent(error_for_status(429, body="", operation="token"))
+        yield request
+
+
+def test_a_failure_before_the_request_was_sent_is_retried_even_for_a_post(
+    server: ScriptedServer, fake_clock: FakeClock
+) -> None:
+    server.answer(201, {"id": "inv_1"})
+    with HttpClient(server.url, auth=_TokenFirst(), name="vendor") as client:
+        assert client.post_json("/invoices", {"total": 1}) == {"id": "inv_1"}
+    assert len(server.requests) == 1 and len(fake_clock.sleeps) == 1
+
+
+def test_refine_sees_the_answer_and_may_change_the_fix(server: ScriptedServer, fake_clock: FakeClock) -> None:
+    server.answer(401, HTML_503, Content_Type="text/html")
+
+    def refine(response: httpx.Response, err: SubledgerError) -> SubledgerError:
+        err.fix = f"refined after {response.status_code} {response.headers['content-type']}"
+        return err
+
+    with HttpClient(server.url, refine=refine) as client, pytest.raises(ConfigError) as raised:
+        client.get_json("/x")
+    assert raised.value.fix == "refined after 401 text/html"
+    assert raised.value.message.endswith("HTTP 401 Unauthorized: an HTML page: 503 Service Temporarily Unavailable")

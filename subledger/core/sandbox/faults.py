@@ -10,6 +10,12 @@ first ``skip`` matches, then fires ``times`` times. Kinds:
   (``"before"``: nothing ran; ``"after"``: the write committed);
 * ``drop``: the connection is closed without a response (``"after"``, the default, is
   the nasty one: the write committed, the client cannot know).
+
+A ``rate_limit`` or ``server_error`` answers in the vendor's error format unless the rule
+gives its own ``body`` (and ``content_type``): then that body is sent as it is, the way a
+proxy, load balancer or gateway in front of the vendor answers (an HTML page,
+``{"error": "..."}``, plain text, or ``""`` for none). :data:`FOREIGN_BODIES` has the
+usual ones. Each vendor sandbox applies it with :func:`shaped_response`.
 """
 
 from __future__ import annotations
@@ -19,9 +25,26 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from subledger.core.sandbox.wire import Response
+
 FaultKind = Literal["rate_limit", "server_error", "timeout", "drop"]
 Phase = Literal["before", "after"]
 KINDS: tuple[str, ...] = ("rate_limit", "server_error", "timeout", "drop")
+
+FOREIGN_BODIES: dict[str, tuple[str, str]] = {
+    # name: (body, content type) as proxies and gateways send them in front of an API
+    "html": ("<!DOCTYPE html><html><head><title>503 Service Temporarily Unavailable</title></head><body>"
+             "<center><h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>",
+             "text/html"),
+    "json_error_string": ('{"error": "upstream connect error or disconnect/reset before headers"}',
+                          "application/json"),
+    "json_message": ('{"message": "Too Many Requests"}', "application/json"),
+    "json_list": ('["busy"]', "application/json"),
+    "empty": ("", "text/plain"),
+    "text": ("Service Unavailable", "text/plain"),
+    "truncated_json": ('{"error": {"message": "Internal', "application/json"),
+}
+"""Bodies that are not the vendor's error document, by name: for ``Fault(body=..., content_type=...)``."""
 
 
 @dataclass
@@ -39,6 +62,9 @@ class Fault:
         status: HTTP status for server_error.
         seconds: how long a timeout holds the request.
         headers: extra response headers (e.g. ``Stripe-Should-Retry: false``).
+        body: for rate_limit and server_error, the exact response body to send instead of
+            the vendor's error document (``""``: an empty body); None: the vendor's.
+        content_type: the ``Content-Type`` sent with ``body`` (None: ``text/plain``).
     """
 
     kind: FaultKind
@@ -51,6 +77,8 @@ class Fault:
     status: int = 500
     seconds: float = 30.0
     headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    content_type: str | None = None
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +90,8 @@ class Fault:
             raise ValueError("a rate_limit fault always fires before the handler runs")
         if self.method:
             self.method = self.method.upper()
+        if self.body is not None and self.kind not in ("rate_limit", "server_error"):
+            raise ValueError("only rate_limit and server_error faults answer with a body")
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method != method:
@@ -77,7 +107,7 @@ class Fault:
         """Build from JSON (the ``/_sandbox/faults`` control endpoint)."""
         allowed = {
             "kind", "method", "path", "times", "skip", "phase", "retry_after", "status", "seconds",
-            "headers",
+            "headers", "body", "content_type",
         }
         unknown = set(data) - allowed
         if unknown:
@@ -89,8 +119,25 @@ class Fault:
             "kind": self.kind, "method": self.method, "path": self.path, "times": self.times,
             "skip": self.skip, "phase": self.phase, "retry_after": self.retry_after,
             "status": self.status, "seconds": self.seconds, "headers": dict(self.headers),
-            "fired": self.fired,
+            "body": self.body, "content_type": self.content_type, "fired": self.fired,
         }
+
+
+def shaped_response(fault: Fault, response: Response) -> Response:
+    """``response`` (the vendor-format answer to a fault) with the fault's own body, if it has one.
+
+    The status (429 for a rate limit) and the headers the vendor format set (``Retry-After``,
+    rate-limit headers) and the rule's ``headers`` are kept; the body and its ``Content-Type``
+    become the rule's.
+    """
+    if fault.body is None:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+    headers["Content-Type"] = fault.content_type or "text/plain"
+    headers.update(fault.headers)
+    # A proxy's rate limit is a 429, whatever the vendor's own is (Salesforce's is a 403).
+    status = 429 if fault.kind == "rate_limit" else response.status
+    return Response(status, fault.body.encode(), headers)
 
 
 class FaultPlan:

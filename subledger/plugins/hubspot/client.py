@@ -48,7 +48,7 @@ def rate_limit_wait(headers: Any, body: Any, *, now: datetime) -> float | None:
         return after
     try:
         doc = json.loads(body) if isinstance(body, str | bytes) and body else {}
-    except ValueError:
+    except ValueError:  # not HubSpot's document (a proxy's page): its rate-limit headers may still say
         doc = {}
     policy = str(doc.get("policyName") or "").upper() if isinstance(doc, dict) else ""
     if policy == "DAILY" or _header(headers, "X-HubSpot-RateLimit-Daily-Remaining") == "0":
@@ -73,14 +73,27 @@ def classify_hubspot_error(exc: BaseException, *, operation: str) -> SubledgerEr
         return None
     headers, body = getattr(exc, "headers", None), getattr(exc, "body", None)
     now = current_policy().now()
-    err = error_for_status(status, headers=headers, body=body or "", operation=operation, now=now)
+    ours = hubspot_shaped(body)
+    err = error_for_status(status, headers=headers, body=body or "", operation=operation, now=now, vendor_error=ours)
     if status == 429 and isinstance(err, TransientError):
-        err.retry_after = rate_limit_wait(headers, body, now=now)
-    elif status == 401:
+        wait = rate_limit_wait(headers, body, now=now)
+        err.retry_after = wait if wait is not None else err.retry_after
+    elif status == 401 and ours:
         err.fix = "check the connection's access_token (a private app's token for this portal)"
-    elif status == 403:
+    elif status == 403 and ours:
         err.fix = "give the private app the scopes listed in docs/connectors/hubspot.md (the message names the one)"
     return err
+
+
+def hubspot_shaped(body: Any) -> bool:
+    """Whether a body is HubSpot's own error document (``{"status": "error", "message", "category"}``)."""
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return False
+    return isinstance(body, dict) and isinstance(body.get("message"), str) and (
+        body.get("status") == "error" or "category" in body)
 
 
 class HubSpotApi:

@@ -82,7 +82,7 @@ class HubSpotConnector(Connector):
             with use_retry_policy(current_policy().replace(max_attempts=1)):
                 self._check_calls(api)
         except SubledgerError as err:
-            return CheckResult(False, str(err))  # the message and its fix
+            return CheckResult(False, str(err), {"kind": str(err.kind)})  # the message and its fix
         return CheckResult(True, f"HubSpot at {self.config.base_url}: companies and deals readable")
 
     @staticmethod

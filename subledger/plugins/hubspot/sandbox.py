@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from subledger.core.sandbox import Call, Fault, Request, Response, Router, Sandbox, SandboxError
+from subledger.core.sandbox.faults import shaped_response
 from subledger.core.sandbox.store import decode_token, encode_token
 
 DEFAULT_TOKEN = "pat-na1-subledger-sandbox-0000"
@@ -161,6 +162,10 @@ class HubSpotSandbox(Sandbox):
         return Response(error.status, body, dict(error.headers))
 
     def fault_response(self, fault: Fault) -> Response:
+        # A rule with its own body answers like a proxy in front of the vendor would.
+        return shaped_response(fault, self._vendor_fault_response(fault))
+
+    def _vendor_fault_response(self, fault: Fault) -> Response:
         response = super().fault_response(fault)
         if fault.kind == "rate_limit":
             response.body.update({"category": "RATE_LIMITS", "errorType": "RATE_LIMIT",

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, Client
 
-from subledger.core.errors import ConfigError
+from subledger.core.errors import ConfigError, SubledgerError, SystemFailure
+from subledger.core.http import error_for_status, not_sent, vendor_detail
 from subledger.core.secrets import register_secret
 from subledger.plugins.netsuite import exact_json
 from subledger.plugins.netsuite.config import NetSuiteConfig
@@ -112,9 +113,18 @@ class ClientCredentialsAuth(httpx.Auth):
         response = yield httpx.Request("POST", self._token_url, data=form)
         response.read()
         if response.status_code != 200:
-            return
-        doc: dict[str, Any] = exact_json.loads(response.text)
-        token = str(doc["access_token"])
+            # Never go on with no token (NetSuite would answer 401, read as bad credentials): a 429
+            # or 5xx from the token endpoint is transient and retried, a refusal names the settings.
+            raise not_sent(token_error(response))
+        try:
+            doc: dict[str, Any] = exact_json.loads(response.content)
+            token = str(doc["access_token"])
+        except (ValueError, KeyError, TypeError):
+            raise not_sent(SystemFailure(
+                f"NetSuite: the OAuth 2.0 token endpoint answered without an access token "
+                f"({vendor_detail(response.content) or 'an empty body'})",
+                fix="check base_url points at the account's REST services (…/services/rest/auth/oauth2/v1/token)",
+            )) from None
         register_secret(token)
         self._token = token
         self._expires = time.monotonic() + int(doc.get("expires_in", 3600)) - 60
@@ -130,6 +140,31 @@ class ClientCredentialsAuth(httpx.Auth):
             yield from self._fetch()
             request.headers["Authorization"] = f"Bearer {self._token or 'invalid'}"
             yield request
+
+
+OAUTH_REFUSALS = frozenset({"invalid_client", "invalid_grant", "unauthorized_client", "invalid_scope",
+                            "invalid_request", "unsupported_grant_type", "access_denied"})
+
+
+def token_error(response: httpx.Response) -> SubledgerError:
+    """The error for a failed token request: transient for a 429 or 5xx whatever its body; a
+    credential refusal (NetSuite's OAuth ``error``) names the settings to check."""
+    err = error_for_status(response.status_code, headers=response.headers, body=response.content,
+                           operation="NetSuite: POST OAuth 2.0 token")
+    try:
+        code = exact_json.loads(response.content).get("error")
+    except (ValueError, AttributeError):
+        code = None
+    if isinstance(err, ConfigError):
+        if isinstance(code, str) and code in OAUTH_REFUSALS:
+            err.fix = ("check the credentials: client_id, certificate_id and private_key (the key whose certificate "
+                       "is uploaded in "
+                       "Setup > Integration > OAuth 2.0 Client Credentials (M2M) Setup) and the role's "
+                       "rest_webservices access")
+        elif response.status_code in (401, 403):
+            err.fix = ("the refusal is not NetSuite's OAuth error: check account_id and base_url, and any proxy "
+                       "between subledger and NetSuite; then client_id, certificate_id and private_key")
+    return err
 
 
 def auth_for(config: NetSuiteConfig) -> httpx.Auth:

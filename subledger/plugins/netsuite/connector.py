@@ -100,7 +100,7 @@ class NetSuiteConnector(Connector):
         try:
             rows = next(self.client.suiteql("SELECT id, name FROM subsidiary ORDER BY id", page_size=1))[0]
         except SubledgerError as err:
-            return CheckResult(False, redact(f"{err} — {err.fix}" if err.fix else str(err)))
+            return CheckResult(False, redact(f"{err} — {err.fix}" if err.fix else str(err)), {"kind": str(err.kind)})
         except Exception as err:  # check() never raises
             return CheckResult(False, redact(f"NetSuite check failed: {type(err).__name__}: {err}"))
         return CheckResult(True, f"connected to NetSuite account {self.config.account_id}",
@@ -121,10 +121,14 @@ class NetSuiteConnector(Connector):
                 if item is not None:
                     try:
                         yield source.mapper(self.config, self.connection, item)
-                    except (mapping.MappingError, KeyError, TypeError, ValueError) as err:
-                        yield Rejected(stream, f"{source.record_type} {row['id']}: {err}",
+                    except (mapping.MappingError, KeyError, TypeError, ValueError, ArithmeticError) as err:
+                        # One record the mapping cannot read never stops the stream: it is rejected.
+                        field = err.args[0] if isinstance(err, KeyError) and err.args else None
+                        why = f"it has no {field!r}" if field else str(err) or type(err).__name__
+                        yield Rejected(stream, f"{source.record_type} {row['id']}: {why}",
                                        fix="correct the record in NetSuite or the connection's currencies map",
-                                       location=f"netsuite:{source.record_type}/{row['id']}")
+                                       location=f"netsuite:{source.record_type}/{row['id']}",
+                                       field=str(field) if field else getattr(err, "field", None))
                 seen[str(row["id"])] = row["modified"]
             for r in rows:
                 high = max(high, r["modified"])

@@ -34,6 +34,7 @@ from oauthlib.oauth1.rfc5849 import SIGNATURE_HMAC_SHA256
 
 from subledger.core.sandbox import Call, Fault, Outcome, Request, Response, Router, Sandbox, SandboxError
 from subledger.core.sandbox.app import Exchange
+from subledger.core.sandbox.faults import shaped_response
 from subledger.plugins.netsuite import exact_json
 from subledger.plugins.netsuite import sandbox_suiteql as suiteql
 
@@ -200,6 +201,10 @@ class NetSuiteSandbox(Sandbox):
                                               **error.headers})
 
     def fault_response(self, fault: Fault) -> Response:
+        # A rule with its own body answers like a proxy in front of the vendor would.
+        return shaped_response(fault, self._vendor_fault_response(fault))
+
+    def _vendor_fault_response(self, fault: Fault) -> Response:
         if fault.kind == "rate_limit" or (fault.kind == "server_error" and fault.status == 400):
             status = 429 if fault.kind == "rate_limit" else 400
             response = self.render_error(SandboxError(status, CONCURRENCY_DETAIL, code="CONCURRENCY_LIMIT_EXCEEDED"))

@@ -5,13 +5,25 @@ external id exists, updates it, so a retry after a lost answer or a re-run after
 can never make a second record. Before writing, the record is looked up by the same
 external id: if it is there the earlier attempt succeeded and nothing is sent.
 
-External ids: customers use the canonical customer id (``payload.external_id``);
-journal entries their stable ``JournalEntry.external_id``; invoices, credit memos and
-customer payments the action's idempotency key.
+External ids are derived from what the record *is*, never only from the action that wrote
+it, so a second planning of the same fix (another action, another key) finds the first
+record instead of making a duplicate:
+
+* customers: the canonical customer id (``payload.external_id``);
+* journal entries: their stable ``JournalEntry.external_id``;
+* invoices and credit memos copied from a billing system: ``subledger:<source system>:<source
+  id>`` (the billing record's id, which the body also carries in the source custom fields);
+* anything else (a payment, a document without a source): the action's idempotency key.
+
+Before writing, the record is looked up by that external id, then by the action's key (what
+earlier versions wrote), then, for a document with a source, by SuiteQL on the source
+custom fields (a record written under another external id).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -25,6 +37,23 @@ from subledger.plugins.netsuite.config import NetSuiteConfig
 
 RECORD_TYPES = {"create_customer": "customer", "create_invoice": "invoice", "create_credit_note": "creditMemo",
                 "create_payment": "customerPayment", "create_journal_entry": "journalEntry"}
+# Documents whose body carries the billing record they copy (source system and id custom fields).
+SOURCE_TYPES = {"invoice": "CustInvc", "creditMemo": "CustCred"}
+MAX_EXTERNAL_ID = 128
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def source_external_id(action: WriteAction) -> str | None:
+    """``subledger:<system>:<id>`` of the billing record an invoice or credit memo copies (None: no source)."""
+    if RECORD_TYPES.get(action.kind) not in SOURCE_TYPES:
+        return None
+    system, ext = action.payload.get("source_system"), action.payload.get("source_external_id")
+    if not system or not ext:
+        return None
+    value = f"subledger:{system}:{ext}"
+    if len(value) <= MAX_EXTERNAL_ID:
+        return value
+    return "subledger:" + hashlib.sha256(f"{system}:{ext}".encode()).hexdigest()[:48]
 
 
 def external_id_for(action: WriteAction) -> str:
@@ -41,7 +70,12 @@ def external_id_for(action: WriteAction) -> str:
             raise ConfigError("create_journal_entry needs the journal entry's external_id",
                               fix="pass the JournalEntry as the payload (subledger.core.model.journal.journal_payload)")
         return str(value)
-    return action.idempotency_key
+    return source_external_id(action) or action.idempotency_key
+
+
+def lookup_ids(action: WriteAction) -> list[str]:
+    """The external ids an earlier write of this action (or of the same fix) may carry, in lookup order."""
+    return list(dict.fromkeys([external_id_for(action), action.idempotency_key]))
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +87,11 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(record.get(ref), dict):
             out[ref] = record[ref].get("id") if ref != "status" else record[ref].get("refName")
     return out
+
+
+def _quoted(value: Any) -> str:
+    """A SuiteQL string literal's content: quotes doubled."""
+    return str(value).replace("'", "''")
 
 
 def _entity(payload: dict[str, Any]) -> dict[str, str]:
@@ -90,8 +129,31 @@ class Writer:
         rtype = RECORD_TYPES.get(action.kind)
         if rtype is None:
             return None
-        found = self.client.get(rtype, eid(external_id_for(action)))
+        found = self._existing(rtype, action)
         return None if found is None else WriteResult(str(found["id"]), False, summary(found))
+
+    def _existing(self, rtype: str, action: WriteAction) -> dict[str, Any] | None:
+        """The record an earlier write of this action, or of the same fix, made; None if there is none."""
+        for ext in lookup_ids(action):
+            found = self.client.get(rtype, eid(ext))
+            if found is not None:
+                return found
+        return self._by_source(rtype, action)
+
+    def _by_source(self, rtype: str, action: WriteAction) -> dict[str, Any] | None:
+        """A document carrying the same source system and id in its custom fields, whatever its external id."""
+        type_code = SOURCE_TYPES.get(rtype)
+        system, ext = action.payload.get("source_system"), action.payload.get("source_external_id")
+        fields = (self.config.source_system_field, self.config.source_id_field)
+        if type_code is None or not system or not ext or not all(_FIELD.match(f) for f in fields):
+            return None
+        query = (f"SELECT id FROM transaction WHERE type = '{type_code}' AND {fields[0].lower()} = "
+                 f"'{_quoted(system)}' AND {fields[1].lower()} = '{_quoted(ext)}' ORDER BY id")
+        try:
+            rows, _, _ = next(self.client.suiteql(query, page_size=1))
+        except ConfigError:
+            return None  # the account has no such field (SuiteQL refuses the query): no record can carry it
+        return self.client.get(rtype, str(rows[0]["id"])) if rows else None
 
     def write(self, action: WriteAction) -> WriteResult:
         rtype = RECORD_TYPES.get(action.kind)
@@ -100,7 +162,7 @@ class Writer:
                               fix=f"use one of: {', '.join(sorted(RECORD_TYPES))}")
         ext = external_id_for(action)
         body = getattr(self, f"_{rtype}")(action.payload)  # validates before anything is sent
-        found = self.client.get(rtype, eid(ext))
+        found = self._existing(rtype, action)
         if found is not None:
             return WriteResult(str(found["id"]), False, summary(found))
         record_id = self.client.upsert(rtype, ext, body)

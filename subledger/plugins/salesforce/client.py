@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 import threading
@@ -25,7 +26,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from subledger.core.errors import ConfigError, SubledgerError, SystemFailure, TransientError
-from subledger.core.http import current_policy, error_for_status, parse_retry_after, retry_call
+from subledger.core.http import (
+    current_policy,
+    error_for_status,
+    is_transient_status,
+    parse_retry_after,
+    retry_call,
+    vendor_detail,
+)
 from subledger.core.secrets import redact, register_secret
 from subledger.plugins.salesforce.config import SalesforceConfig
 
@@ -70,7 +78,10 @@ class _Transport:
                     parts = urlsplit(request.url)
                     request.url = urlunsplit((target.scheme, target.netloc, parts.path, parts.query, ""))
                 response = super().send(request, **kwargs)
-                transport.local.headers = dict(response.headers)
+                transport.local.headers = requests.structures.CaseInsensitiveDict(response.headers)
+                transport.local.status = response.status_code
+                # An error's body, for when the SDK cannot read it (a proxy's page) and fails on it.
+                transport.local.body = response.content[:65536] if response.status_code >= 400 else b""
                 info = response.headers.get("Sforce-Limit-Info") or ""
                 if m := _LIMIT.search(info):
                     transport.usage = (int(m.group(1)), int(m.group(2)))
@@ -85,18 +96,51 @@ class _Transport:
         return session
 
     @property
-    def last_headers(self) -> dict[str, str]:
-        return getattr(self.local, "headers", {}) or {}
+    def last_headers(self) -> Any:
+        """The headers of the last answer this thread received (case-insensitive)."""
+        return getattr(self.local, "headers", None) or _requests().structures.CaseInsensitiveDict()
+
+    @property
+    def last_status(self) -> int | None:
+        """The status of the last answer this thread received (None: none since :meth:`forget`)."""
+        return getattr(self.local, "status", None)
+
+    @property
+    def last_body(self) -> bytes:
+        """The body of the last error answer this thread received."""
+        return getattr(self.local, "body", b"") or b""
+
+    def forget(self) -> None:
+        self.local.headers, self.local.status, self.local.body = {}, None, b""
 
 
 def _error_detail(content: Any) -> tuple[str, str]:
-    """``(errorCode, message)`` of a Salesforce error body."""
+    """``(errorCode, message)`` of a Salesforce error body, or ``("", gist)`` of any other body.
+
+    Salesforce answers a list of ``{"errorCode", "message"}``; a proxy or gateway in front of
+    it may answer anything (an HTML page, ``{"error": "..."}``, text, nothing), which gives
+    no code and the gist of the body (an HTML page's title, not its markup).
+    """
     if isinstance(content, list) and content and isinstance(content[0], dict):
         return str(content[0].get("errorCode") or ""), str(content[0].get("message") or "")
     if isinstance(content, dict):
-        return str(content.get("errorCode") or content.get("error") or ""), str(
-            content.get("message") or content.get("error_description") or "")
-    return "", str(content or "")[:500]
+        code = content.get("errorCode")
+        message = content.get("message") or content.get("error_description")
+        return (code if isinstance(code, str) else ""), (str(message) if message else vendor_detail(content))
+    return "", vendor_detail(content)
+
+
+# The codes with which Salesforce refuses a login's credentials (SOAP exceptionCode, OAuth error).
+CREDENTIAL_REFUSALS = frozenset({
+    "INVALID_LOGIN", "LOGIN_MUST_USE_SECURITY_TOKEN", "INVALID_OPERATION_WITH_EXPIRED_PASSWORD", "PASSWORD_LOCKOUT",
+    "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED", "INVALID_SSO_GATEWAY_URL", "LOGIN_DURING_RESTRICTED_DOMAIN",
+    "LOGIN_DURING_RESTRICTED_TIME", "ORG_LOCKED", "INACTIVE_USER", "INVALID_AUTH", "INVALID AUTH",
+    "INVALID_GRANT", "INVALID_CLIENT", "INVALID_CLIENT_ID", "INVALID_CLIENT_CREDENTIALS", "UNAUTHORIZED_CLIENT",
+    "UNSUPPORTED_GRANT_TYPE", "INVALID_APP_ACCESS", "INACTIVE_ORG", "INVALID_SCOPE", "INVALID_REQUEST",
+})
+# Codes with which a login is refused for now, not for its credentials.
+TRANSIENT_LOGIN_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "TEMPORARILY_UNAVAILABLE",
+                                   "LOGIN_RATE_EXCEEDED", "UNKNOWN_EXCEPTION"})
 
 
 class SalesforceApi:
@@ -154,16 +198,7 @@ class SalesforceApi:
         requests = _requests()
         where = f"{self.name}: {operation}"
         if isinstance(exc, sdk.SalesforceAuthenticationFailed):
-            flow = self.config.auth_flow
-            fix = {
-                "password": "check username, password and security_token (Setup > Reset My Security Token); "
-                "domain must be test for a Salesforce sandbox org",
-                "oauth_password": "check username, password, consumer_key and consumer_secret of the connected app",
-                "jwt": "check consumer_key, username and the private key; the connected app must hold the matching "
-                "certificate and the user must be pre-authorized",
-            }[flow]
-            return ConfigError(redact(f"{where} failed: Salesforce refused the login: {exc.code}: {exc.message}"),
-                               fix=fix)
+            return self._login_error(exc, where)
         if isinstance(exc, sdk.SalesforceError):
             code, message = _error_detail(exc.content)
             headers = self.transport.last_headers
@@ -177,11 +212,15 @@ class SalesforceApi:
                     if daily else "nothing to change; subledger retries",
                     retry_after=after if after is not None else (DAILY_LIMIT_RETRY_SECONDS if daily else None),
                 )
+            # No errorCode: not Salesforce's error document (a proxy's page, a gateway's JSON, nothing).
+            ours = bool(code)
             err = error_for_status(exc.status, headers=headers, body=detail, operation=where,
-                                   now=current_policy().now())
+                                   now=current_policy().now(), vendor_error=ours)
             if code == "INVALID_FIELD" or code == "INVALID_TYPE":
                 err.fix = ("create the field (docs/connectors/salesforce.md lists the fields and their types) and "
                            "give the integration user read access to it, or remove it from the mapping file")
+            elif not ours:
+                pass
             elif exc.status == 401:
                 err.fix = "check the credentials; the integration user needs the API Enabled permission"
             elif exc.status == 403:
@@ -194,7 +233,69 @@ class SalesforceApi:
         if isinstance(exc, getattr(sdk, "SalesforceOperationError", ())):
             return SystemFailure(redact(f"{where} failed: {exc}"), fix="look at the Bulk job in Setup > Bulk Data "
                                  "Load Jobs; run the sync again")
+        status = self.transport.last_status
+        if status is not None and status >= 400:
+            # The SDK failed reading an error answer that is not Salesforce's (it reads a 401's body as
+            # Salesforce's JSON list): classify the answer itself.
+            body = self.transport.last_body
+            try:
+                code, _ = _error_detail(json.loads(body))
+            except ValueError:
+                code = ""
+            return error_for_status(status, headers=self.transport.last_headers, body=body, operation=where,
+                                    now=current_policy().now(), vendor_error=bool(code))
         return None
+
+    def _login_error(self, exc: Any, where: str) -> SubledgerError:
+        """A failed login, classified by what Salesforce (or what answered for it) said.
+
+        simple-salesforce raises ``SalesforceAuthenticationFailed`` for every failed login,
+        whatever the cause, with the SOAP fault's ``exceptionCode`` or the OAuth ``error`` as
+        its code, or the HTTP status when the body was neither (a proxy's page). Only
+        Salesforce's own refusal of the credentials (``INVALID_LOGIN``, ``invalid_grant``...)
+        says to check them; a 429 or 5xx, or a refusal for now (``REQUEST_LIMIT_EXCEEDED``),
+        is transient and retried.
+        """
+        raw_code = "" if exc.code is None else str(exc.code)
+        text = str(getattr(exc, "auth_message", "") or "")  # never exc.message: an unformatted template
+        status = self.transport.last_status
+        if raw_code.isdigit():  # the body was not Salesforce's: simple-salesforce passed the status on
+            status = status or int(raw_code)
+            raw_code = ""
+            try:
+                code, message = _error_detail(json.loads(text))  # a REST-style error document, perhaps
+            except ValueError:
+                code, message = "", vendor_detail(text)
+        else:
+            code, message = raw_code.removeprefix("sf:"), vendor_detail(text)
+        upper = code.upper()
+        detail = redact(f"{code}: {message}" if code and message else code or message or "no message")
+        if upper in CREDENTIAL_REFUSALS:
+            fix = {
+                "password": "check username, password and security_token (Setup > Reset My Security Token); "
+                "domain must be test for a Salesforce sandbox org",
+                "oauth_password": "check username, password, consumer_key and consumer_secret of the connected app",
+                "jwt": "check consumer_key, username and the private key; the connected app must hold the matching "
+                "certificate and the user must be pre-authorized",
+            }[self.config.auth_flow]
+            err: SubledgerError = ConfigError(f"{where} failed: Salesforce refused the login: {detail}", fix=fix)
+        elif upper in TRANSIENT_LOGIN_CODES or (status is not None and is_transient_status(status)):
+            after = parse_retry_after(self.transport.last_headers.get("Retry-After"), now=current_policy().now())
+            shown = f"HTTP {status}: " if status else ""
+            err = TransientError(f"{where} failed: Salesforce could not log in now ({shown}{detail})",
+                                 fix="nothing to change: the login service is busy or unavailable; subledger "
+                                 "retries, or run it again later", retry_after=after)
+        else:
+            shown = f"HTTP {status}: " if status else ""
+            err = ConfigError(
+                f"{where} failed: the login was refused ({shown}{detail})",
+                fix="check domain (login, test or your My Domain) and base_url, and any proxy between subledger "
+                "and Salesforce; then the credentials" if not code else
+                "correct what Salesforce's message names in the connection's login settings",
+            )
+        if status is not None:
+            err.http_status = status  # type: ignore[attr-defined]
+        return err
 
     def _check_usage(self, operation: str) -> None:
         usage = self.transport.usage
@@ -221,6 +322,7 @@ class SalesforceApi:
         sdk = _sdk()
 
         def once_more_after_login() -> T:
+            self.transport.forget()
             try:
                 return fn()
             except sdk.SalesforceExpiredSession as exc:
@@ -307,11 +409,12 @@ class SalesforceApi:
 
         Not resent after a failure that may have reached Salesforce (a dropped connection, a
         5xx): the outcome is unknown, and the engine settles it with ``find``. Only a refused
-        request (an API limit) is retried.
+        request (an API limit, or a 429 from whatever answered) is retried.
         """
         body = {"allOrNone": all_or_none, "compositeRequest": requests}
         result = self.call("composite request", lambda: self.sf.restful("composite", method="POST", json=body),
-                           retry_if=lambda err: "REQUEST_LIMIT_EXCEEDED" in err.message)
+                           retry_if=lambda err: "REQUEST_LIMIT_EXCEEDED" in err.message
+                           or getattr(err, "http_status", None) == 429)
         return list(result["compositeResponse"])
 
     @property

@@ -243,7 +243,11 @@ class SalesforceConnector(Connector):
                     by_account.setdefault(str(contract["AccountId"]), contract)
         for account in accounts:
             source = account if wb.object == "Account" else by_account.get(str(account["Id"]), {})
-            customer = self._customer(account, source)
+            try:
+                customer = self._customer(account, source)
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # one odd record never stops the read
+                yield _unreadable("customers", "Account", account, exc, self.connection)
+                continue
             stamps = [s for s in (cursor.stamp(account), cursor.stamp(source)) if s is not None]
             if cursor.fresh(customer.external_id, max(stamps, default=None), customer.payload_hash):
                 yield customer
@@ -352,6 +356,8 @@ class SalesforceConnector(Connector):
                     field=problem.field,
                     raw=json.dumps({"opportunity": opp, "record": problem.record}, default=str)[:10000],
                 )
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # one odd record never stops the read
+                yield _unreadable("contracts", "Opportunity", opp, exc, self.connection)
 
     def _by_id(self, sobject: str, fields: dict[str, list[str]], ids: set[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -372,3 +378,18 @@ class SalesforceConnector(Connector):
         if action.kind != writes.KIND:
             return None
         return writes.find(self, action)
+
+
+def _unreadable(stream: str, sobject: str, record: dict[str, Any], exc: Exception, connection: str) -> Rejected:
+    """A record the mapping could not read (a field it needs is missing or malformed), with where and why."""
+    log.warning("%s: could not map %s %s", connection, sobject, record.get("Id"), exc_info=True)
+    field = exc.args[0] if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) else None
+    why = f"it has no {field}" if field else f"{type(exc).__name__}: {exc}"
+    return Rejected(
+        stream=stream,
+        reason=f"{sobject} {record.get('Id')} not loaded: {why}",
+        fix=f"check the {sobject} in Salesforce (and the mapping's field names); report it if it looks valid",
+        location=f"{connection}:{sobject}/{record.get('Id')}",
+        field=field,
+        raw=json.dumps(record, default=str)[:10000],
+    )

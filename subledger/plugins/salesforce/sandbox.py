@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from subledger.core.sandbox import Call, Fault, Headers, Request, Response, Router, Sandbox, SandboxClock, SandboxError
+from subledger.core.sandbox.faults import shaped_response
 from subledger.plugins.salesforce.sandbox_schema import NUMERIC, READ_ONLY, SOBJECTS, describe_field
 from subledger.plugins.salesforce.soql import BoolExpr, Condition, Query, SoqlError, parse, parse_datetime
 
@@ -177,6 +178,10 @@ class SalesforceSandbox(Sandbox):
         return Response(error.status, [body], headers)
 
     def fault_response(self, fault: Fault) -> Response:
+        # A rule with its own body answers like a proxy in front of the vendor would.
+        return shaped_response(fault, self._vendor_fault_response(fault))
+
+    def _vendor_fault_response(self, fault: Fault) -> Response:
         # Salesforce has no 429: running out of API requests is a 403 REQUEST_LIMIT_EXCEEDED.
         if fault.kind == "rate_limit":
             response = self.render_error(sf_error(403, "ConcurrentPerOrgLongTxn Limit exceeded.",

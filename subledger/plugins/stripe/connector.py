@@ -40,10 +40,10 @@ from subledger.core.connector import (
     WriteAction,
     WriteResult,
 )
-from subledger.core.errors import ConfigError, SubledgerError
+from subledger.core.errors import ConfigError, SubledgerError, TransientError
 from subledger.core.secrets import redact
 from subledger.plugins.stripe import incremental, mapping, usage, writes
-from subledger.plugins.stripe.client import StripeApi
+from subledger.plugins.stripe.client import StripeApi, page_cursor
 from subledger.plugins.stripe.config import StripeConfig
 from subledger.plugins.stripe.incremental import Change, EventFeed
 from subledger.plugins.stripe.mapping import UnmappableError, ref_id
@@ -53,6 +53,15 @@ log = logging.getLogger(__name__)
 
 CUSTOMER_LINK_KEY = "subledger_id"
 WRITE_KINDS = frozenset({"create_invoice", "update_customer_metadata", "push_meter_events"})
+
+
+def _missing_field(exc: BaseException) -> str | None:
+    """The field a mapping found missing: ``KeyError('currency')`` -> ``currency``; else None."""
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    if isinstance(exc, TypeError | AttributeError) and "NoneType" in str(exc):
+        return "a nested object (null)"
+    return None
 
 
 def _invoiceitem_invoice(event: dict[str, Any]) -> str | None:
@@ -118,10 +127,12 @@ class _Catalog:
             return
         v1 = self.api.v1
         expand = {"expand": ["data.tiers", "data.currency_options"]}
+        # An object without an id cannot be referred to: nothing looks it up, so it is left out.
         self.prices.update({p["id"]: p for p in self.api.list_all("list prices", lambda q: v1.prices.list(params=q),
-                                                                   expand)})
+                                                                   expand) if p.get("id")})
         self.products.update({p["id"]: p for p in self.api.list_all("list products",
-                                                                     lambda q: v1.products.list(params=q), {})})
+                                                                     lambda q: v1.products.list(params=q), {})
+                              if p.get("id")})
         self.complete = True
 
     def meter(self, mid: str) -> dict[str, Any] | None:
@@ -276,7 +287,7 @@ class StripeConnector(Connector):
                         if has_more or index < len(sources) - 1:
                             yield Checkpoint({**cursor, "backfill": {
                                 "source": index if has_more else index + 1,
-                                "after": page[-1]["id"] if has_more and page else None}})
+                                "after": page_cursor(page) if has_more else None}})
                     break
                 except ConfigError as err:
                     # The page cursor was deleted since (Stripe answers 404): list this source again
@@ -327,7 +338,7 @@ class StripeConnector(Connector):
 
     def _map(self, stream: str, obj: dict[str, Any]) -> Iterator[Any]:
         for item in self._map_checked(stream, obj):
-            problems = mapping.record_problems(item)
+            problems = mapping.record_problems(item) if not isinstance(item, Rejected) else []
             if not problems:
                 yield item
                 continue
@@ -337,6 +348,7 @@ class StripeConnector(Connector):
                 f"model: {'; '.join(problems)}",
                 fix="check the object in Stripe; report it to subledger's maintainers if it looks valid",
                 location=f"stripe:{obj.get('object', '')}/{str(obj.get('id', ''))[:64]}",
+                field=problems[0].split(":", 1)[0],
                 raw=json.dumps(obj, default=str)[:10000],
             )
 
@@ -347,23 +359,32 @@ class StripeConnector(Connector):
                 reason=f"Stripe returned a {obj.get('object', 'object')} without an id",
                 fix="nothing can refer to it; report the answer to subledger's maintainers if it recurs",
                 location=f"stripe:{obj.get('object', '')}",
+                field="id",
                 raw=json.dumps(obj, default=str)[:10000],
             )
             return
         try:
             yield from self._map_one(stream, obj)
+        except TransientError:
+            raise  # a call made while mapping (a page of lines, a price) still failing: the stream stops, retried later
         except Exception as exc:  # one odd object must not stop the stream: it is kept for review
-            if not isinstance(exc, (UnmappableError, ConfigError)):
+            field = getattr(exc, "field", None)
+            if isinstance(exc, (UnmappableError, ConfigError)):
+                why = getattr(exc, "message", None) or str(exc)  # the fix goes in the reject's own field
+            elif isinstance(exc, KeyError | TypeError | AttributeError) and (missing := _missing_field(exc)):
+                # The object lacks something the mapping needs (a field Stripe's spec makes optional).
+                field, why = field or missing, f"it has no {missing!r}"
+            else:
                 log.warning("%s: could not map Stripe %s %s", self.connection, obj.get("object"), obj.get("id"),
                             exc_info=True)
+                why = f"{type(exc).__name__}: {exc}"
             fix = getattr(exc, "fix", None) or "check the object in Stripe; report it if it looks valid"
             yield Rejected(
                 stream=stream,
-                reason=f"Stripe {obj.get('object', 'object')} {obj.get('id')} cannot be mapped: "
-                f"{exc if isinstance(exc, (UnmappableError, ConfigError)) else f'{type(exc).__name__}: {exc}'}",
+                reason=f"Stripe {obj.get('object', 'object')} {str(obj.get('id'))[:64]} cannot be mapped: {why}",
                 fix=fix,
-                location=f"stripe:{obj.get('object', '')}/{obj.get('id', '')}",
-                field=getattr(exc, "field", None),
+                location=f"stripe:{obj.get('object', '')}/{str(obj.get('id', ''))[:64]}",
+                field=field,
                 raw=json.dumps(obj, default=str)[:10000],
             )
 
@@ -385,7 +406,8 @@ class StripeConnector(Connector):
                     prices[pid] = (self.catalog.price(pid) or {}) if isinstance(price, str) else price
             meters = self.catalog.meters_for(prices.values())
             record, children = mapping.invoice(obj, lines, system, prices=prices,
-                                               meter_keys={mid: m["event_name"] for mid, m in meters.items()},
+                                               meter_keys={mid: m.get("event_name") or mid
+                                                           for mid, m in meters.items()},
                                                credit_grants=self._credit_grants_of(obj, lines))
             yield RecordGroup(record, children)
         elif stream == "credit_notes":
@@ -434,17 +456,23 @@ class StripeConnector(Connector):
         if not embedded.get("has_more") or obj.get("deleted"):
             return lines
         service = self.api.v1.invoices.line_items if kind == "invoice" else self.api.v1.credit_notes.line_items
-        params: dict[str, Any] = {"starting_after": lines[-1]["id"]} if lines else {}
-        lines += list(self.api.list_all(f"list {kind} lines", lambda q: service.list(obj["id"], params=q), params))
-        return lines
+        after = page_cursor(lines)
+        # Without a line id to continue from, list every line from the first (the embedded ones again).
+        rest = list(self.api.list_all(f"list {kind} lines", lambda q: service.list(obj["id"], params=q),
+                                      {"starting_after": after} if after else {}))
+        return lines + rest if after else rest
 
     def _contract(self, sub: dict[str, Any]) -> Iterator[Any]:
         items_list = sub.get("items") or {}
         items = list(items_list.get("data") or [])
         if items_list.get("has_more"):
-            params = {"subscription": sub["id"], "starting_after": items[-1]["id"]}
-            items += list(self.api.list_all("list subscription items",
-                                            lambda q: self.api.v1.subscription_items.list(params=q), params))
+            params = {"subscription": sub["id"]}
+            after = page_cursor(items)
+            if after:
+                params["starting_after"] = after
+            rest = list(self.api.list_all("list subscription items",
+                                          lambda q: self.api.v1.subscription_items.list(params=q), params))
+            items = items + rest if after else rest
         prices: dict[str, dict[str, Any]] = {}
         for item in items:
             pid = ref_id(item.get("price"))

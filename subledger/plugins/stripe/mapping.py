@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from subledger.core.db_types import utcnow
+from subledger.core.errors import ConfigError
 from subledger.core.model import (
     CreditGrant,
     CreditLedgerEntry,
@@ -98,8 +99,12 @@ def ref_id(value: Any) -> str | None:
     return value
 
 
-def currency_code(value: str) -> str:
-    return normalize_currency(value)
+def currency_code(value: str, *, field: str = "currency") -> str:
+    """An ISO currency code from Stripe's lower-case one; UnmappableError naming ``field`` when it is none."""
+    try:
+        return normalize_currency(value)
+    except ConfigError as exc:
+        raise UnmappableError(exc.message, fix=exc.fix or "correct the currency in Stripe", field=field) from None
 
 
 def minor(amount: int | None, currency: str) -> int:

@@ -43,6 +43,7 @@ from subledger.core.sandbox import (
     SandboxClock,
     SandboxError,
 )
+from subledger.core.sandbox.faults import shaped_response
 from subledger.plugins.stripe import (
     sandbox_billing,
     sandbox_catalog,
@@ -222,6 +223,10 @@ class StripeSandbox(Sandbox):
         )
 
     def fault_response(self, fault: Fault) -> Response:
+        # A rule with its own body answers like a proxy in front of the vendor would.
+        return shaped_response(fault, self._vendor_fault_response(fault))
+
+    def _vendor_fault_response(self, fault: Fault) -> Response:
         if fault.kind == "rate_limit":
             response = self.render_error(
                 error(

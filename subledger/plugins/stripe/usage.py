@@ -83,6 +83,17 @@ def _quantity(value: Any) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
+def _meter_problem(meter: dict[str, Any]) -> str | None:
+    """The field a meter lacks for its usage to be read (None: it has them all)."""
+    if not meter.get("id"):
+        return "id"
+    if not meter.get("event_name"):
+        return "event_name"
+    if not (meter.get("default_aggregation") or {}).get("formula"):
+        return "default_aggregation.formula"
+    return None
+
+
 def read_usage(connector: StripeConnector, state: dict[str, Any] | None) -> Iterator[Any]:
     api = connector.api
     config = connector.config
@@ -90,8 +101,18 @@ def read_usage(connector: StripeConnector, state: dict[str, Any] | None) -> Iter
     next_days: dict[str, str] = dict(state.get("next") or {})
     sent: dict[str, str] = dict(state.get("sent") or {})
     end = today_utc()
-    meters = list(api.list_all("list billing meters", lambda q: api.v1.billing.meters.list(params=q), {}))
-    customers = [c["id"] for c in api.list_all("list customers", lambda q: api.v1.customers.list(params=q), {})]
+    meters = []
+    for meter in api.list_all("list billing meters", lambda q: api.v1.billing.meters.list(params=q), {}):
+        problem = _meter_problem(meter)
+        if problem is None:
+            meters.append(meter)
+            continue
+        yield Rejected(
+            stream="usage", reason=f"Stripe billing meter {str(meter.get('id') or '(no id)')[:64]} cannot be read: "
+            f"it has no {problem}", fix="check the meter in Stripe; its usage is not read until it has one",
+            location=f"stripe:billing.meter/{str(meter.get('id') or '')[:64]}", field=problem, raw=str(meter)[:10000])
+    customers = [str(c["id"]) for c in api.list_all("list customers", lambda q: api.v1.customers.list(params=q), {})
+                 if c.get("id")]
     first_day: date | None = None  # looked up once, and only when a meter is read for the first time
     for meter in sorted(meters, key=lambda m: m["id"]):
         mid = meter["id"]
@@ -101,10 +122,15 @@ def read_usage(connector: StripeConnector, state: dict[str, Any] | None) -> Iter
             first_day = first_day or first_usage_day(connector, end)
             start = first_day
         if start < end:
+            unreadable = False
             for customer in customers:
-                yield from _customer_days(connector, meter, customer, start, end, sent)
-            # Every customer's days of this meter in [start, end) are read: say so, with its checkpoint.
-            yield UsageCoverage(_midnight(start), _midnight(end), meter=meter["event_name"])
+                for item in _customer_days(connector, meter, customer, start, end, sent):
+                    unreadable = unreadable or (isinstance(item, Rejected) and str(item.field).startswith("summary."))
+                    yield item
+            # Every customer's days of this meter in [start, end) are read: say so, with its checkpoint
+            # (not when a summary could not be read: those days stay "not covered").
+            if not unreadable:
+                yield UsageCoverage(_midnight(start), _midnight(end), meter=meter["event_name"])
         next_days[mid] = max(end, date.fromisoformat(next_days.get(mid, end.isoformat()))).isoformat()
         horizon = (end - timedelta(days=config.usage_lookback_days)).isoformat()
         sent = {k: v for k, v in sent.items() if k.rsplit("|", 1)[-1] >= horizon}
@@ -129,7 +155,17 @@ def _customer_days(
         params,
     )
     formula = meter["default_aggregation"]["formula"]
-    for summary in sorted(summaries, key=lambda s: s["start_time"]):
+    readable = []
+    for summary in summaries:
+        missing = next((k for k in ("start_time", "aggregated_value") if summary.get(k) is None), None)
+        if missing is None:
+            readable.append(summary)
+            continue
+        yield Rejected(
+            stream="usage", reason=f"a usage summary of meter {meter['event_name']!r} for {customer} has no {missing}",
+            fix="check the meter's usage in Stripe; report the answer to subledger's maintainers if it recurs",
+            location=f"stripe:billing.meter/{meter['id']}", field=f"summary.{missing}", raw=str(summary)[:10000])
+    for summary in sorted(readable, key=lambda s: s["start_time"]):
         day = datetime.fromtimestamp(summary["start_time"], UTC).date()
         value = _quantity(summary["aggregated_value"])
         key = f"{meter['id']}|{customer}|{day.isoformat()}"
@@ -141,7 +177,7 @@ def _customer_days(
         properties = {
             "stripe_meter": meter["id"],
             "window_start": summary["start_time"],
-            "window_end": summary["end_time"],
+            "window_end": summary.get("end_time"),
             "aggregation": formula,
         }
         if previous is None:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from subledger.plugins.stripe.connector import StripeConnector
 
 ACTION_KEY = "subledger_action_id"
+FINDING_KEY = "subledger_finding"
 LINE_KEY = "subledger_line"
 MAX_KEY = 255
 
@@ -115,8 +116,8 @@ def _invoice_payload(action: WriteAction) -> tuple[str, str, list[dict[str, Any]
 
 def _invoices_of(connector: StripeConnector, customer: str) -> list[dict[str, Any]]:
     api = connector.api
-    return list(api.list_all(f"list invoices of {customer}", lambda q: api.v1.invoices.list(params=q),
-                             {"customer": customer}))
+    return [inv for inv in api.list_all(f"list invoices of {customer}", lambda q: api.v1.invoices.list(params=q),
+                                        {"customer": customer}) if inv.get("id")]
 
 
 def _lines_of(connector: StripeConnector, invoice: dict[str, Any]) -> list[dict[str, Any]]:
@@ -125,11 +126,64 @@ def _lines_of(connector: StripeConnector, invoice: dict[str, Any]) -> list[dict[
                              lambda q: api.v1.invoices.line_items.list(invoice["id"], params=q), {}))
 
 
+def _finding(action: WriteAction) -> str | None:
+    """The finding a correction invoice fixes (``metadata.subledger_finding``), if it names one."""
+    value = (action.payload.get("metadata") or {}).get(FINDING_KEY)
+    return _metadata_value(str(value)) if value else None
+
+
+def _same_fix(connector: StripeConnector, action: WriteAction, invoice: dict[str, Any]) -> bool:
+    """Whether ``invoice``, made by another action for the same finding, is exactly this action's invoice.
+
+    The same finding alone is not enough: a finding can rightly need a second correction
+    (late usage after the first was counted), and that one differs in amount or quantity. So
+    the invoice must also carry exactly the lines this action would write (amount, currency,
+    service period, description, component, meter, kind, quantity) and the same contract: a
+    second planning of the same fix under another action key.
+    """
+    _, currency, lines = _invoice_payload(action)
+    metadata = invoice.get("metadata") or {}
+    contract = action.payload.get("contract_external_id")
+    if (metadata.get(CONTRACT_LINK_KEY) or None) != (_metadata_value(str(contract)) if contract else None):
+        return False
+    if str(invoice.get("currency") or "").lower() != currency.lower():
+        return False
+
+    def shape(item: dict[str, Any]) -> tuple[Any, ...]:
+        period = item.get("period") or {}
+        meta = {k: v for k, v in (item.get("metadata") or {}).items() if k != ACTION_KEY}
+        return (item.get("amount"), str(item.get("currency") or "").lower(), item.get("description"),
+                period.get("start"), period.get("end"), tuple(sorted(meta.items())))
+
+    wanted = sorted(shape(_item_params(currency, n, line, "")) for n, line in enumerate(lines))
+    have = sorted(shape(ln) for ln in _lines_of(connector, invoice))
+    return have == wanted
+
+
 def _find_invoice(connector: StripeConnector, action: WriteAction, *, complete_only: bool
                   ) -> WriteResult | None:
     customer, _, lines = _invoice_payload(action)
     marker = _metadata_value(action.idempotency_key)
-    for invoice in _invoices_of(connector, customer):
+    invoices = _invoices_of(connector, customer)
+    found = _find_own_invoice(connector, action, invoices, marker, lines, complete_only=complete_only)
+    if found is not None:
+        return found
+    finding = _finding(action)
+    if finding is None:
+        return None
+    for invoice in invoices:
+        metadata = invoice.get("metadata") or {}
+        if metadata.get(FINDING_KEY) != finding or metadata.get(ACTION_KEY) == marker:
+            continue
+        if invoice.get("status") not in ("void", "deleted") and _same_fix(connector, action, invoice):
+            # Another action of the same finding already wrote exactly this invoice: this one is done.
+            return WriteResult(invoice["id"], created=False, record=invoice)
+    return None
+
+
+def _find_own_invoice(connector: StripeConnector, action: WriteAction, invoices: list[dict[str, Any]], marker: str,
+                      lines: list[dict[str, Any]], *, complete_only: bool) -> WriteResult | None:
+    for invoice in invoices:
         if (invoice.get("metadata") or {}).get(ACTION_KEY) != marker:
             continue
         if invoice.get("status") == "void":
@@ -179,30 +233,45 @@ def _create_invoice(connector: StripeConnector, action: WriteAction) -> WriteRes
             params["description"] = str(action.payload["description"])[:1500]
         created = api.call(f"create invoice for {customer}", lambda: api.v1.invoices.create(
             params=params, options={"idempotency_key": _key(key, "invoice")}))
-        invoice = created.to_dict()
+        invoice = _with_id(created.to_dict(), f"the invoice Stripe created for {customer}", key)
         present = set()
     for n, line in enumerate(lines):
         if str(n) in present:
             continue
-        item: dict[str, Any] = {
-            "customer": customer,
-            "invoice": invoice["id"],
-            "currency": currency.lower(),
-            "amount": _stripe_amount(line["amount_minor"], currency),
-            "description": _line_description(line)[:5000],
-            "metadata": {ACTION_KEY: marker, LINE_KEY: str(n), **_line_metadata(line)},
-        }
-        if line.get("service_start"):
-            end_day = line.get("service_end") or line["service_start"]
-            item["period"] = {"start": _epoch(line["service_start"]),
-                              "end": _epoch((date.fromisoformat(end_day) + timedelta(days=1)).isoformat())}
+        item = {"customer": customer, "invoice": invoice["id"], **_item_params(currency, n, line, marker)}
         api.call(f"add line {n} to invoice {invoice['id']}", lambda item=item, n=n: api.v1.invoice_items.create(
             params=item, options={"idempotency_key": _key(key, f"line:{n}")}))
     if config.finalize_invoices and invoice.get("status") == "draft":
         api.call(f"finalize invoice {invoice['id']}", lambda: api.v1.invoices.finalize_invoice(
             invoice["id"], params={"auto_advance": False}, options={"idempotency_key": _key(key, "finalize")}))
     after = api.call(f"retrieve invoice {invoice['id']}", lambda: api.v1.invoices.retrieve(invoice["id"])).to_dict()
-    return WriteResult(after["id"], created=existing is None, record=after)
+    return WriteResult(str(after.get("id") or invoice["id"]), created=existing is None, record=after)
+
+
+def _with_id(obj: dict[str, Any], what: str, key: str) -> dict[str, Any]:
+    """``obj`` if it has an id; else a SystemFailure (Stripe's spec makes some ids optional)."""
+    if obj.get("id"):
+        return obj
+    raise SystemFailure(
+        f"{what} (action {key!r}) came back without an id, so its lines cannot be added",
+        fix="apply again: subledger finds the invoice by its metadata subledger_action_id and completes it; "
+        "report the answer to subledger's maintainers if it recurs",
+    )
+
+
+def _item_params(currency: str, n: int, line: dict[str, Any], marker: str) -> dict[str, Any]:
+    """The invoice item that writes line ``n`` (without its customer and invoice)."""
+    item: dict[str, Any] = {
+        "currency": currency.lower(),
+        "amount": _stripe_amount(line["amount_minor"], currency),
+        "description": _line_description(line)[:5000],
+        "metadata": {ACTION_KEY: marker, LINE_KEY: str(n), **_line_metadata(line)},
+    }
+    if line.get("service_start"):
+        end_day = line.get("service_end") or line["service_start"]
+        item["period"] = {"start": _epoch(line["service_start"]),
+                          "end": _epoch((date.fromisoformat(end_day) + timedelta(days=1)).isoformat())}
+    return item
 
 
 def _line_metadata(line: dict[str, Any]) -> dict[str, str]:

@@ -99,7 +99,10 @@ def test_oauth2_client_credentials_with_a_ps256_assertion(sandbox: NetSuiteSandb
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     wrong = NetSuiteConnector(load_config(NetSuiteConfig, {**base, "private_key": _pem(other)}))  # type: ignore[arg-type]
     result = wrong.check()
-    assert not result.ok and "HTTP 401" in result.message
+    # NetSuite's token endpoint refuses the assertion: that refusal is reported (never a 401 from a request
+    # sent on with no token), with the settings to check.
+    assert not result.ok and "HTTP 400" in result.message and "invalid_grant" in result.message
+    assert "private_key" in result.message
     for c in (good, wrong):
         c.close()
 

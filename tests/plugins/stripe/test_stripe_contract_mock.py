@@ -2,19 +2,33 @@
 
 ``serve-mock.sh start stripe`` runs Steady on the 2023-08-16 v1 spec (installed from npm on
 first use). Steady validates every request against Stripe's contract, independently of
-our sandbox, and answers with spec-conforming but arbitrary data, so these tests show
-that what the connector *sends* is what Stripe defines and that it survives any answer
-the spec allows (each record valid or rejected with a fix, never a crash).
+our sandbox, and answers with spec-conforming but minimal data: every object carries only
+the fields the spec requires, so an invoice comes *without an id* (the spec makes it
+optional), a customer without a name or email, a refund without a charge or status. These
+tests show that what the connector *sends* is what Stripe defines and that every stream
+survives any answer the spec allows: each object is mapped, or rejected with its location,
+field, reason and fix; never a crash.
 
-Three things about a stateless, generated mock are adjusted, and only these: the connector
-sends ``X-Steady-Reject-On-Error: false`` so Steady answers and *reports* its findings in
-headers (collected and checked here), because Steady flags the SDK's indexed query
-arrays (``expand[0]=``) which Stripe accepts; list answers are cut to one page
-(``has_more`` rewritten to false), since a stateless mock repeats the same page forever;
-and an object Steady generated without its (spec-optional) ``id`` gets one, so the
-calls that follow it can be made.
-Billing meters, meter events and credit grants are not in the 2023 spec; they are
-checked against Stripe's 2026 example objects in the sandbox tests instead.
+What is adjusted about a stateless, generated mock, and only this (each is the SDK or the
+mock legitimately differing from Stripe, not a connector problem hidden):
+
+* the connector sends ``X-Steady-Reject-On-Error: false`` so Steady answers and *reports* its
+  findings in headers (collected and checked here), because Steady flags the SDK's indexed
+  query arrays (``expand[0]=``, its E3014), which Stripe accepts; every other finding fails;
+* list answers are cut to one page (``has_more`` rewritten to false), since a stateless mock
+  answers the same page forever and the connector would rightly refuse a list that repeats.
+  One test keeps Steady's ``has_more`` on a page whose objects have no id, to show that this
+  is a classified failure (nothing to continue from), not a ``KeyError``.
+
+Nothing else is touched: objects without an id stay without one. Billing meters, meter events
+and credit grants are not in the 2023 spec; the mock answers them 404 with its own body
+(``{"error": "Path not found..."}``, which the SDK cannot read), and the connector reports a
+config error, not an internal one. Their shapes are checked against Stripe's 2026 example
+objects in the sandbox tests instead.
+
+A loopback proxy in front of the mock (``fault_proxy.py``) answers for it the way a gateway in
+front of Stripe does, to show that a 429 or 5xx with a body that is not Stripe's is retried
+under the shared policy (``Retry-After`` honoured) and then reported as transient with its fix.
 """
 
 from __future__ import annotations
@@ -33,11 +47,15 @@ from typing import Any
 import pytest
 import requests
 import stripe
+from fault_proxy import Answer, FaultProxy
 
 from subledger.core.connector import Checkpoint, RecordGroup, Rejected, WriteAction
+from subledger.core.errors import ConfigError, SystemFailure, TransientError
+from subledger.core.sandbox.faults import FOREIGN_BODIES
 from subledger.core.sandbox.specs import serve_mock_script, spec_file
 from subledger.plugins.stripe.config import StripeConfig
 from subledger.plugins.stripe.connector import StripeConnector
+from subledger.testing import FakeClock
 from subledger.testing.records import record_problems
 
 pytestmark = pytest.mark.integration
@@ -88,14 +106,14 @@ def mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class SteadySession(requests.Session):
-    """Collects Steady's request findings and ends every list after one page."""
+    """Collects Steady's request findings and ends every list after one page (unless ``paged``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, paged: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.headers["X-Steady-Reject-On-Error"] = "false"
         self.findings: list[tuple[str, str, str, str]] = []
         self.requests_seen = 0
-        self.ids_filled = 0
+        self.paged = paged  # paths whose has_more is passed on as Steady answered it
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         response = super().request(method, url, *args, **kwargs)
@@ -104,15 +122,11 @@ class SteadySession(requests.Session):
             self.findings.append((f"{method!s} {url!s}", response.headers.get(f"x-steady-error-{n}-code", ""),
                                   response.headers.get(f"x-steady-error-{n}-path", ""),
                                   response.headers.get(f"x-steady-error-{n}-message", "")))
-        if response.headers.get("content-type", "").startswith("application/json"):
+        if response.status_code < 300 and response.headers.get("content-type", "").startswith("application/json"):
             body = response.json()
-            if isinstance(body, dict):
-                if body.get("object") == "list":
-                    body["has_more"] = False
-                for obj in body.get("data", []) if body.get("object") == "list" else [body]:
-                    if isinstance(obj, dict) and "object" in obj and not obj.get("id"):
-                        self.ids_filled += 1
-                        obj["id"] = f"mock_{obj['object']}_{self.ids_filled}"
+            if isinstance(body, dict) and body.get("object") == "list" and not str(url).split("?")[0].endswith(
+                    self.paged):
+                body["has_more"] = False
                 response._content = json.dumps(body).encode()
         return response
 
@@ -147,7 +161,7 @@ def test_check_and_every_read_follow_stripes_contract(connector: StripeConnector
                 continue
             if isinstance(item, Rejected):
                 rejected += 1
-                assert item.reason and item.fix, item
+                assert item.reason and item.fix and item.location.startswith("stripe:") and item.field, item
                 continue
             kept += 1
             for record in [item.record, *item.children] if isinstance(item, RecordGroup) else [item]:
@@ -159,17 +173,111 @@ def test_check_and_every_read_follow_stripes_contract(connector: StripeConnector
         untolerated(session))
 
 
+def test_an_invoice_without_an_id_is_rejected_with_the_field_not_a_crash(connector: StripeConnector) -> None:
+    """Stripe's spec makes ``invoice.id`` optional; the mock leaves it out. It used to be a KeyError."""
+    items = list(connector.read("invoices", None))
+    rejected = [r for r in items if isinstance(r, Rejected)]
+    assert rejected and all(r.field == "id" and "without an id" in r.reason for r in rejected)
+
+
+def test_a_page_of_objects_without_ids_that_says_more_follow_is_a_classified_failure(mock_url: str) -> None:
+    """``has_more`` with no object to continue from: the list cannot be read whole, so the stream
+    fails with a system failure naming it (nothing is judged on half a list), never a KeyError."""
+    session = SteadySession(paged=("/v1/invoices",))
+    connector = StripeConnector(StripeConfig(api_key="sk_test_123", api_base=mock_url), connection="stripe-mock",
+                                http_client=stripe.RequestsClient(session=session))
+
+    with pytest.raises(SystemFailure) as raised:
+        list(connector.read("invoices", None))
+
+    assert "no object with an id to continue from" in raised.value.message and raised.value.fix
+
+
+@pytest.mark.parametrize("stream", ["meters", "credit_grants", "usage"])
+def test_endpoints_the_spec_lacks_are_a_config_error_not_an_internal_one(connector: StripeConnector,
+                                                                       stream: str) -> None:
+    """The mock answers 404 ``{"error": "Path not found..."}``: the SDK fails inside its own error
+    handling (AttributeError); the connector classifies the answer it got."""
+    with pytest.raises(ConfigError) as raised:
+        list(connector.read(stream, None))
+    assert "HTTP 404" in raised.value.message and "Path not found" in raised.value.message
+
+
 def test_writes_follow_stripes_contract(connector: StripeConnector, session: SteadySession) -> None:
-    invoice = connector.write(WriteAction("create_invoice", "contract-test-1", {
-        "customer_external_id": "cus_contract", "currency": "USD", "description": "overage",
-        "lines": [{"description": "API calls", "amount_minor": 1234, "quantity": "5000",
-                   "service_start": "2026-01-01", "service_end": "2026-01-31", "component": "api_calls"}]}))
-    assert invoice.created
+    # The created invoice comes back without an id (the spec allows it): its lines cannot be added,
+    # which is reported as a system failure with the fix, after the request itself passed the contract.
+    with pytest.raises(SystemFailure) as raised:
+        connector.write(WriteAction("create_invoice", "contract-test-1", {
+            "customer_external_id": "cus_contract", "currency": "USD", "description": "overage",
+            "metadata": {"subledger_finding": "fnd_contract"},
+            "lines": [{"description": "API calls", "amount_minor": 1234, "quantity": "5000",
+                       "service_start": "2026-01-01", "service_end": "2026-01-31", "component": "api_calls"}]}))
+    assert "without an id" in raised.value.message and raised.value.fix
     linked = connector.write(WriteAction("update_customer_metadata", "contract-test-2",
                                          {"metadata": {"subledger_id": "acme"}}, target_external_id="cus_contract"))
     assert linked.external_id == "cus_contract"
     assert not untolerated(session), "Stripe's spec refuses requests the connector sent:\n" + "\n".join(
         untolerated(session))
+
+
+# -- a gateway in front of Stripe: 429 and 5xx whatever the body ------------------------------------------
+
+
+@pytest.fixture
+def proxy(mock_url: str) -> Iterator[FaultProxy]:
+    running = FaultProxy(mock_url)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def behind_proxy(proxy: FaultProxy, session: SteadySession) -> StripeConnector:
+    config = StripeConfig(api_key="sk_test_123", api_base=proxy.url)
+    return StripeConnector(config, connection="stripe-mock", http_client=stripe.RequestsClient(session=session))
+
+
+@pytest.mark.parametrize("shape", sorted(FOREIGN_BODIES))
+def test_a_5xx_or_429_is_retried_whatever_its_body(behind_proxy: StripeConnector, proxy: FaultProxy,
+                                                   fake_clock: FakeClock, shape: str) -> None:
+    body, content_type = FOREIGN_BODIES[shape]
+    proxy.fail(Answer(503, body, content_type))
+    proxy.fail(Answer(429, body, content_type, {"Retry-After": "7"}))
+
+    items = list(behind_proxy.read("customers", None))
+
+    assert isinstance(items[-1], Checkpoint) and proxy.fired == 2
+    assert len(fake_clock.sleeps) == 2 and fake_clock.sleeps[-1] == 7.0, "Retry-After is waited exactly"
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_a_failure_that_persists_is_reported_as_transient_with_its_fix(
+    behind_proxy: StripeConnector, proxy: FaultProxy, fake_clock: FakeClock, status: int
+) -> None:
+    body, content_type = FOREIGN_BODIES["json_error_string"] if status != 503 else FOREIGN_BODIES["html"]
+    proxy.fail(Answer(status, body, content_type, {"Retry-After": "1"}), times=99)
+
+    with pytest.raises(TransientError) as raised:
+        list(behind_proxy.read("customers", None))
+
+    err = raised.value
+    assert f"HTTP {status}" in err.message and "gave up after 5 attempts" in err.message
+    assert "retries" in (err.fix or "") and "api_key" not in (err.fix or "")
+    assert "<html" not in str(err).lower() and "{" not in str(err).replace('{"', "")
+    assert fake_clock.sleeps == [1.0] * 4 and proxy.fired == 5
+    check = behind_proxy.check()
+    assert not check.ok and check.details["kind"] == "transient"
+
+
+def test_a_401_page_from_the_gateway_is_not_reported_as_a_bad_key(behind_proxy: StripeConnector,
+                                                                   proxy: FaultProxy, fake_clock: FakeClock) -> None:
+    body, content_type = FOREIGN_BODIES["html"]
+    proxy.fail(Answer(401, body, content_type))
+
+    with pytest.raises(ConfigError) as raised:
+        list(behind_proxy.read("customers", None))
+
+    assert "HTTP 401" in raised.value.message and "proxy" in (raised.value.fix or "")
+    assert "api_key" not in (raised.value.fix or "") and fake_clock.sleeps == []
 
 
 def test_the_2023_spec_has_no_billing_meters(mock_url: str) -> None:

@@ -2,7 +2,9 @@
 
 Every database test goes through ``engine``; it takes the shared ``engine`` fixture of
 ``tests/conftest.py`` (SQLite, plus PostgreSQL when ``SUBLEDGER_TEST_POSTGRES_URL`` is
-set), so the backend is swapped in one place.
+set), so the backend is swapped in one place, and installs the ledger's database
+invariants on it (as the migrations do), so recognition runs, closes and reports under
+the same guards as a real store.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from subledger.core.store.migrate import install_ledger_invariants
+
 
 @pytest.fixture
 def engine(engine: Engine) -> Engine:
-    """A store with every table created (the shared fixture, one per backend)."""
+    """A store with every table created and the ledger invariants installed (one per backend)."""
+    install_ledger_invariants(engine)
     return engine
 
 

@@ -75,7 +75,12 @@ class ImmutableRecordError(RuntimeError):
 
 
 def make_immutable(model: type[SQLModel], *, what: str, instead: str) -> None:
-    """Refuse ORM updates and deletes of ``model`` rows (append-only tables)."""
+    """Refuse ORM updates and deletes of ``model`` rows (append-only tables).
+
+    A friendly, early error for code that goes through the ORM unit of work. The guard is
+    the database: triggers refuse updates and deletes of these rows whatever issues them
+    (bulk statements, raw SQL; see docs/architecture.md, "Invariants").
+    """
 
     def refuse_update(mapper: Mapper[Any], connection: Any, target: Any) -> None:
         raise ImmutableRecordError(f"{what} are immutable; {instead}")

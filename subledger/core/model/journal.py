@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from subledger.core.db_types import BigIntPK, JSONDoc, UTCDateTime, utcnow
@@ -51,7 +51,12 @@ class JournalLine(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("entry_id", "line_no", name="uq_journal_line"),)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
-    entry_id: str = Field(foreign_key="journal_entry.id", index=True, max_length=64)
+    # Deferred: an entry is posted lines first, then the entry row, which seals it (the
+    # database refuses lines for an entry that already exists; see docs/architecture.md).
+    entry_id: str = Field(
+        index=True, max_length=64,
+        sa_column_args=[ForeignKey("journal_entry.id", deferrable=True, initially="DEFERRED")],
+    )
     line_no: int
     role: str = Field(default="", max_length=64)
     account: str = Field(max_length=128)

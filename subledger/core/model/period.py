@@ -1,8 +1,11 @@
 """Accounting periods and closing: a closed period's journal never changes.
 
 Closing is cumulative: closing ``2026-03`` closes every month up to and including it.
-The guard below refuses, at flush time, any journal entry posted into a closed period,
-whatever code tries it; the recognition run posts late data in the first open period.
+The guard below refuses, at flush time, any journal entry the ORM would post into a
+closed period; the database refuses it whatever inserts it, and refuses to update or
+delete ``accounting_period`` rows (docs/architecture.md, "Invariants":
+``closed_period_frozen``, ``closed_period_final``). The recognition run posts late data
+in the first open period.
 """
 
 from __future__ import annotations

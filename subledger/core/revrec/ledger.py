@@ -1,8 +1,10 @@
 """The journal in the store: posting planned entries, reading them back, closing periods.
 
-This is the only module of revenue recognition that writes journal rows. Rows are
-append-only (the model refuses updates and deletes), and a flush-time guard in
-:mod:`subledger.core.model.period` refuses any entry dated into a closed period.
+This is the only module that writes journal rows. Rows are append-only and closed
+periods never change: the model refuses updates and deletes and entries dated into a
+closed period (friendly errors at flush time), and the database enforces the same
+invariants with triggers whatever code or SQL tries (see docs/architecture.md,
+"Invariants").
 """
 
 from __future__ import annotations
@@ -88,9 +90,11 @@ def posted_entries(session: Session) -> list[PostedEntry]:
 def post(session: Session, postings: Sequence[Posting]) -> int:
     """Insert planned postings as journal entries and lines (in the caller's transaction).
 
-    Rows go in as two bulk INSERTs (entries, then lines): a year of a few thousand
-    customers is hundreds of thousands of lines, and one ORM object per line costs more
-    than the planning itself. Returns the number of entries written.
+    Rows go in as two bulk INSERTs: a year of a few thousand customers is hundreds of
+    thousands of lines, and one ORM object per line costs more than the planning itself.
+    The lines go first and the entries last: the database seals an entry when its row is
+    inserted (it must balance then, and no line can join it later; the line's foreign key
+    to its entry is checked at commit). Returns the number of entries written.
     """
     entries: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
@@ -116,6 +120,6 @@ def post(session: Session, postings: Sequence[Posting]) -> int:
     if entries:
         session.flush()  # anything pending goes first
         refuse_closed_periods(session.connection(), (e["period"] for e in entries))
-        session.execute(insert(JournalEntry), entries)
         session.execute(insert(JournalLine), lines)
+        session.execute(insert(JournalEntry), entries)
     return len(entries)

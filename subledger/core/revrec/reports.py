@@ -2,8 +2,9 @@
 
 Each report is a :class:`Report` (title, columns, rows of plain values) that renders as
 a rich table, CSV or JSON. Amounts are exact decimal strings in major units, one
-currency per row. Reports read the journal (what was posted, by posting period) or the
-revenue schedule (what is recognized and still to come, by month).
+currency per row. Reports read the journal (what was posted, by posting period); the
+waterfall adds, from the revenue schedule, what is still to be recognized. Closed
+periods are reported as posted: the schedule is rewritten by every run, the journal never.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from subledger.core.model import JournalEntry, JournalLine, RevenueScheduleLine
 from subledger.core.money import to_major
 from subledger.core.revrec.accounts import AccountRole
 from subledger.core.revrec.calendar import Month, months_between
+from subledger.core.revrec.ledger import closed_through
 
 REVENUE_ROLES = {
     AccountRole.REVENUE.value, AccountRole.BREAKAGE_REVENUE.value, AccountRole.REFUNDS_CONTRA.value,
@@ -108,27 +110,61 @@ def recognized_through(session: Session) -> Month | None:
 def waterfall(
     session: Session, *, by: str = "contract", start: Month | None = None, end: Month | None = None
 ) -> Report:
-    """Revenue by month from the schedule: recognized months, then months still to come.
+    """Revenue by month: what the journal posted, plus what the schedule has still to post.
 
     Net of contra kinds and including breakage; rows are ``by`` groups and currencies.
+    A month's figure is the revenue posted in it (by posting period: exactly the revenue
+    report's figure) plus the part of the month's scheduled revenue that no active journal
+    entry recognizes yet (the rest of a month recognized part-way, later months). A closed
+    month never changes: what the schedule says about it beyond what was posted (a
+    restatement not posted yet) shows in the first open month, where the next run posts it.
+    So every closed month, and every month recognized in full, agrees with ``revenue``.
     """
-    rows_in = session.exec(select(RevenueScheduleLine)).all()
-    table: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for r in rows_in:
+    posted: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    pending: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    lines = [(e, ln) for e, ln in _lines(session) if ln.role in REVENUE_ROLES]
+    reversed_ids = {e.reverses_entry_id for e, _ln in lines if e.reverses_entry_id}
+    for e, ln in lines:
+        g = _group_of(by, contract=ln.contract_id, customer=ln.customer_external_id, product=ln.product,
+                      obligation=ln.obligation_key)
+        net = ln.credit_minor - ln.debit_minor
+        posted[(g, e.currency)][e.period] += net
+        if e.reverses_entry_id is None and e.id not in reversed_ids:  # active: what the month holds now
+            pending[(g, e.currency)][e.origin_period or e.period] -= net
+    for r in session.exec(select(RevenueScheduleLine)).all():
         g = _group_of(by, contract=r.contract_id, customer=r.customer_external_id, product=r.product,
                       obligation=r.obligation_key)
-        table[(g, r.currency)][r.period] += r.amount_minor
-    months = _month_range({r.period for r in rows_in}, start, end)
+        pending[(g, r.currency)][r.period] += r.amount_minor
+    closed = closed_through(session)
+    first_open = str(closed.next()) if closed is not None else None
+    table: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for key, amounts in posted.items():
+        for month, amount in amounts.items():
+            table[key][month] += amount
+    for key, amounts in pending.items():
+        row = table[key]
+        for month, amount in amounts.items():
+            if first_open is not None and month < first_open:
+                month = first_open  # a closed month stays as posted
+            row[month] += amount
+    months = _month_range({m for amounts in table.values() for m in amounts}, start, end)
     actual = recognized_through(session)
     columns = [by, "currency", *[str(m) for m in months], "total"]
     rows = []
     for (g, cur), amounts in sorted(table.items()):
         values = [amounts.get(str(m), 0) for m in months]
         rows.append([g, cur, *[_money(v, cur) for v in values], _money(sum(values), cur)])
-    title = "Revenue waterfall" + (f" (recognized through {actual}; later months scheduled)" if actual else "")
+    title = "Revenue waterfall"
+    notes = []
+    if closed is not None:
+        notes.append(f"closed through {closed} as posted")
+    if actual is not None:
+        notes.append(f"recognized through {actual}; later months scheduled")
+    if notes:
+        title += f" ({'; '.join(notes)})"
     return Report(title, columns, rows, {
         "by": by, "recognized_through": str(actual) if actual else None,
-        "months": [str(m) for m in months],
+        "closed_through": str(closed) if closed else None, "months": [str(m) for m in months],
     })
 
 

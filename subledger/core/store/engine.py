@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
@@ -17,8 +17,9 @@ from subledger.core.store.usage import register_sqlite_functions
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` (default :func:`~subledger.core.paths.database_url`).
 
-    SQLite gets WAL journaling, foreign keys and a busy timeout, and its transactions
-    begin IMMEDIATE so two writers never interleave a read-then-write.
+    SQLite gets WAL journaling, foreign keys, recursive triggers (so a REPLACE fires the
+    ledger's delete guards) and a busy timeout, and its transactions begin IMMEDIATE so two
+    writers never interleave a read-then-write.
     """
     url = url or database_url()
     if url.startswith("postgresql://"):
@@ -37,6 +38,8 @@ def _configure_sqlite(engine: Engine) -> None:
         if engine.url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # INSERT OR REPLACE then fires delete triggers, which refuse replacing ledger rows.
+        cur.execute("PRAGMA recursive_triggers=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
         register_sqlite_functions(dbapi_conn)
@@ -44,6 +47,18 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "handle_error")
+    def _end_a_refused_commit(ctx: Any) -> None:
+        # SQLite checks deferred foreign keys (a journal line's entry) at COMMIT, and a
+        # refused COMMIT leaves its transaction open while SQLAlchemy has ended it: roll it
+        # back, or the pooled connection could never begin again.
+        if ctx.statement is not None or ctx.connection is None or ctx.connection.closed:
+            return
+        raw = ctx.connection.connection.dbapi_connection
+        if raw is not None and raw.in_transaction:
+            with suppress(Exception):  # never hide the error being handled
+                raw.rollback()
 
 
 @cache

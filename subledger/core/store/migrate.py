@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+LEDGER_INVARIANTS_REVISION = "e2b3c4d5f6a7"
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -47,3 +50,26 @@ def make_revision(engine: Engine, message: str) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.revision(cfg, message=message, autogenerate=True)
+
+
+def install_ledger_invariants(bind: Engine | Connection) -> None:
+    """Install the ledger's database invariants on a store built by ``create_all``.
+
+    A store built by the migrations has them already (revision ``e2b3c4d5f6a7`` installs
+    them, see docs/architecture.md "Invariants"); this runs the same SQL, for stores whose
+    tables come from ``SQLModel.metadata.create_all`` (tests, a demo store).
+    """
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            install_ledger_invariants(conn)
+        return
+    for sql in _ledger_invariants().statements(bind.dialect.name):
+        bind.execute(text(sql))
+
+
+@cache
+def _ledger_invariants() -> Any:
+    """The migration module that holds the invariants' SQL."""
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(LEDGER_INVARIANTS_REVISION)
+    assert script is not None and script.module is not None
+    return script.module

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.table import Table
 from sqlmodel import Session, select
 
 from subledger.commands._output import console, print_json
 from subledger.commands._store import open_store
+from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
 from subledger.core.model.sync_state import Connection
 
@@ -45,16 +45,8 @@ def add(
 
     raw: dict[str, Any] = {}
     if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigError(
-                f"config file {config_file} does not exist", fix="pass an existing YAML or JSON file"
-            )
-        loaded = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"{config_file} must hold a mapping of config keys", fix="write KEY: VALUE lines"
-            )
-        raw.update(loaded)
+        raw.update(read_mapping_file(config_file, what="config file", missing_fix="pass an existing YAML or JSON file",
+                                     shape_fix="write KEY: VALUE lines"))
     raw.update(parse_settings(settings))
     cls = get_connector_class(plugin)
     if name == "files" or "path" in raw:

@@ -11,10 +11,9 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from subledger.core.config_files import read_mapping_file
-from subledger.core.errors import ConfigError
+from subledger.core.config_files import load_settings_file
 from subledger.core.money import exponent, parse_major
 from subledger.core.paths import data_dir
 
@@ -146,15 +145,14 @@ def settings_path() -> Path:
 
 
 def load_settings(path: Path | None = None) -> SyncSettings:
-    """Load settings, naming the file and field of any mistake."""
+    """Load settings, naming the file, line, key and fix of any mistake (an unknown key included).
+
+    Read through the one settings loader (:func:`subledger.core.config_files.load_settings_file`):
+    UTF-8, strict YAML or JSON (no key twice, no alias bombs), every model strict.
+    """
     path = path or settings_path()
     if not path.exists():
         return SyncSettings()
-    raw = read_mapping_file(path, what="settings file", missing_fix="create it, or unset SUBLEDGER_CONFIG",
-                            shape_fix="write settings as keys, e.g. roles: {...} (see docs/sync.md)")
-    try:
-        return SyncSettings.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}", fix="see docs/sync.md for the settings") from None
+    return load_settings_file(path, SyncSettings, what="settings file", docs="docs/sync.md#settings",
+                              missing_fix="create it, or unset SUBLEDGER_CONFIG",
+                              shape_fix="write settings as keys, e.g. roles: {...} (see docs/sync.md)")

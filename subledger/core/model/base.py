@@ -87,3 +87,9 @@ def make_immutable(model: type[SQLModel], *, what: str, instead: str) -> None:
 
     event.listen(model, "before_update", refuse_update)
     event.listen(model, "before_delete", refuse_update)
+    model.__append_only__ = True  # type: ignore[attr-defined]  # the store adds such children, never replaces them
+
+
+def is_append_only(model: type[Any]) -> bool:
+    """True for a table whose rows are never updated or deleted (:func:`make_immutable`)."""
+    return bool(getattr(model, "__append_only__", False))

@@ -26,7 +26,7 @@ from subledger.core.rating.engine import (
 )
 from subledger.core.rating.lines import RatedLine, TierCharge, line_key
 from subledger.core.rating.periods import BillingPeriod, select_period
-from subledger.core.rating.plan import RatingPlan, compile_terms, grants_from_terms
+from subledger.core.rating.plan import RatingBoundsError, RatingPlan, compile_terms, grants_from_terms
 from subledger.core.rating.usage import UsageAggregate, UsageQuery, UsageSet, aggregate_events
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "GrantBalance",
     "PeriodRating",
     "RatedLine",
+    "RatingBoundsError",
     "RatingInputError",
     "RatingPlan",
     "RatingState",

@@ -48,7 +48,7 @@ from subledger.core.rating.lines import (
 )
 from subledger.core.rating.percentage import percentage_of_total, percentage_of_transactions
 from subledger.core.rating.periods import BillingPeriod
-from subledger.core.rating.plan import FeePlan, PricePlan, RatingPlan, UsagePlan
+from subledger.core.rating.plan import FeePlan, PricePlan, RatingBoundsError, RatingPlan, UsagePlan
 from subledger.core.rating.proration import prorate
 from subledger.core.rating.usage import UsageAggregate, UsageQuery, UsageSet
 
@@ -164,6 +164,24 @@ def _price(
     return amount, None, (), detail
 
 
+MAX_USAGE_DIGITS = 40
+"""An aggregate of usage is below 10^40 (sums of bounded events); beyond, no price rates it within bounds."""
+
+
+def _check_usage_bounds(contract: str, component: str, period: BillingPeriod, answer: UsageAggregate) -> None:
+    """Refuse usage no bounded price could rate (a quantity stored before the bounds were enforced)."""
+    values = [answer.quantity, *(answer.transactions or ())]
+    for q in values:
+        if not isinstance(q, Decimal) or not q.is_finite() or (q and q.adjusted() >= MAX_USAGE_DIGITS):
+            shown = f"{q:.6E}" if isinstance(q, Decimal) and q.is_finite() else repr(q)
+            raise RatingBoundsError(
+                f"contract {contract}, component {component!r}, period {period.start}: usage of {shown} is out "
+                f"of bounds (an aggregate stays below 10^{MAX_USAGE_DIGITS})",
+                fix="find the usage events with huge quantities (subledger rejects lists those refused since) "
+                "and correct them with events of their own",
+            )
+
+
 class _Period:
     """Mutable scratch for one period's rating (kept off the public API)."""
 
@@ -221,6 +239,8 @@ class _Period:
 
     # ---------------------------------------------------------------------- usage
     def usage(self, component: UsagePlan, answers: Sequence[UsageAggregate]) -> None:
+        for answer in answers:
+            _check_usage_bounds(self.plan.contract_id, component.id, self.period, answer)
         if not component.dimensions:
             if len(answers) > 1:
                 raise RatingInputError(

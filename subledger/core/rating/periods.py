@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from subledger.core.errors import ConfigError
+from subledger.core.terms.bounds import DATE_FIX, DATE_RANGE, FIRST_DAY, LAST_DAY, date_problem
+
+MAX_CYCLE_MONTHS = 1440
+"""The longest billing cycle (120 years, what ``interval_count`` allows): cycle starts stay in range."""
+
+MAX_PERIODS = (LAST_DAY.year - FIRST_DAY.year + 1) * 12
+"""The most periods a contract has: monthly from 2000-01 through 2100-12. Rating never goes further
+back than :data:`~subledger.core.terms.bounds.FIRST_DAY` (the back-billing horizon)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +127,20 @@ class Schedule:
     def periods(self, until: date | None = None) -> list[BillingPeriod]:
         """The term's periods in order, up to the one holding ``until`` when given.
 
+        No period starts after :data:`LAST_DAY`, so a term has at most
+        :data:`MAX_PERIODS` periods however far ``until`` is.
+
         Raises:
             ValueError: the term is open-ended and no ``until`` is given.
         """
         if self.term_end is None and until is None:
             raise ValueError("an open-ended term needs an until date to list its periods")
+        if until is not None and until > LAST_DAY:
+            until = LAST_DAY
         out: list[BillingPeriod] = []
         k = self.first_cycle()
         while (period := self.period(k)) is not None:
-            if until is not None and period.start > until:
+            if (until is not None and period.start > until) or period.start > LAST_DAY:
                 break
             out.append(period)
             k += 1
@@ -137,7 +150,19 @@ class Schedule:
 def schedule(
     start_date: date, end_date_inclusive: date | None, months: int, anchor_day: int | None
 ) -> Schedule:
-    """The cycle grid of a term from ``start_date`` to ``end_date_inclusive`` (or open)."""
+    """The cycle grid of a term from ``start_date`` to ``end_date_inclusive`` (or open).
+
+    Raises:
+        ConfigError: a date lies outside the dates subledger rates (2000-01-01 to
+            2100-12-31), which bounds a contract's back-billing horizon and its periods.
+    """
+    for name, day in (("start_date", start_date), ("end_date", end_date_inclusive)):
+        problem = None if day is None else date_problem(day)
+        if problem:
+            raise ConfigError(f"the contract's {name} {day} {problem}", fix=DATE_FIX)
+    if not 1 <= months <= MAX_CYCLE_MONTHS:
+        raise ConfigError(f"a billing cycle of {months} months is not one subledger rates",
+                          fix=f"use a cycle from 1 to {MAX_CYCLE_MONTHS} months")
     term_end = None if end_date_inclusive is None else end_date_inclusive + timedelta(days=1)
     return Schedule(
         start_date.year, start_date.month, anchor_day or start_date.day, months, start_date, term_end
@@ -160,6 +185,9 @@ def select_period(grid: Schedule, selector: str) -> BillingPeriod:
         year, month = int(m[1]), int(m[2])
         if not 1 <= month <= 12:
             raise ConfigError(f"period {selector!r} has no month {month}", fix="write the period as YYYY-MM")
+        if not FIRST_DAY.year <= year <= LAST_DAY.year:
+            raise ConfigError(f"period {selector!r} is outside the dates subledger rates ({DATE_RANGE})",
+                              fix=f"choose a month from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m} within the contract term")
         first = date(year, month, 1)
         k = grid.cycle_of(first)
         if grid.cycle_start(k) < first:
@@ -176,6 +204,9 @@ def select_period(grid: Schedule, selector: str) -> BillingPeriod:
             day = date(int(m[1]), int(m[2]), int(m[3]))
         except ValueError:
             raise ConfigError(f"period {selector!r} is not a date", fix="write YYYY-MM or YYYY-MM-DD") from None
+        if date_problem(day):
+            raise ConfigError(f"period {selector!r} is outside the dates subledger rates ({DATE_RANGE})",
+                              fix=f"choose a day from {FIRST_DAY} to {LAST_DAY} within the contract term")
         k = grid.cycle_of(day)
     else:
         raise ConfigError(

@@ -25,6 +25,7 @@ from subledger.core.rating.periods import BillingPeriod, Schedule, midnight, sch
 from subledger.core.rating.tiers import CompiledTier
 from subledger.core.rating.usage import UsageQuery
 from subledger.core.terms import ContractDocument, ContractTerms, FlatFee, UsageComponent
+from subledger.core.terms.bounds import MAX_MINOR, money_problem
 from subledger.core.terms.prices import (
     GraduatedPrice,
     PackagePrice,
@@ -34,6 +35,11 @@ from subledger.core.terms.prices import (
 )
 
 ONE = Decimal(1)
+MAX_MINOR_DIGITS = len(str(MAX_MINOR)) - 1  # 10**15: 15
+
+
+class RatingBoundsError(ConfigError):
+    """A rated amount is out of the bounds money can take (docs/rating.md#bounds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +114,29 @@ class RatingPlan:
     )
 
     def round(self, exact: Decimal) -> int:
-        """Round a major-unit amount to minor units with the contract's rounding."""
-        return int((exact * self.scale).quantize(ONE, self.rounding_mode, DECIMAL_CONTEXT))
+        """Round a major-unit amount to minor units with the contract's rounding.
+
+        Raises:
+            RatingBoundsError: the amount is not below 10^15 minor units (it would not fit
+                the store's money columns, nor add up with others inside 64 bits).
+        """
+        scaled = exact * self.scale
+        # Checked on the exponent before rounding: quantize would fail past 60 digits.
+        if scaled and scaled.adjusted() >= MAX_MINOR_DIGITS:
+            raise RatingBoundsError(
+                f"contract {self.contract_id}: a rated amount of {scaled:.6E} {self.currency} minor units "
+                f"{money_problem(MAX_MINOR)}",
+                fix="check the usage quantities and prices of this contract: one line must stay below "
+                f"{Decimal(MAX_MINOR).scaleb(-exponent(self.currency)):,f} {self.currency}",
+            )
+        minor = int(scaled.quantize(ONE, self.rounding_mode, DECIMAL_CONTEXT))
+        if money_problem(minor):
+            raise RatingBoundsError(
+                f"contract {self.contract_id}: a rated amount of {minor} {self.currency} minor units "
+                f"{money_problem(minor)}",
+                fix="check the usage quantities and prices of this contract",
+            )
+        return minor
 
     def usage_queries(self, period: BillingPeriod) -> tuple[UsageQuery, ...]:
         """The aggregates rating ``period`` needs, one per usage component (cached)."""

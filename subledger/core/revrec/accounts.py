@@ -18,15 +18,14 @@ Roles left out keep their defaults (:data:`DEFAULT_ACCOUNTS`); see
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from subledger.core.config_files import check_keys, decode_text, parse_json_text, parse_yaml_text
 from subledger.core.errors import ConfigError
 from subledger.core.revrec.obligation import LineKind
 
@@ -60,6 +59,8 @@ DEFAULT_ACCOUNTS: dict[AccountRole, str] = {
     AccountRole.DISCOUNTS_CONTRA: "4910 Discounts",
     AccountRole.PROMOTIONAL_CONTRA: "4920 Promotional Credits",
 }
+
+_DOCS = "docs/revrec/chart-of-accounts.md"
 
 KIND_ROLES: dict[LineKind, AccountRole] = {
     LineKind.REVENUE: AccountRole.REVENUE,
@@ -97,13 +98,13 @@ class ChartOfAccounts:
                 f"{source}: the top level must be a mapping with 'accounts' and 'revenue'",
                 fix="start the file with 'accounts:' (see docs/revrec/chart-of-accounts.md)",
             )
-        unknown_top = set(doc) - {"accounts", "revenue"}
-        if unknown_top:
-            raise ConfigError(
-                f"{source}: unknown key(s) {sorted(unknown_top)}", fix="use only 'accounts' and 'revenue'"
-            )
+        check_keys(doc, ("accounts", "revenue"), where="", source=source, docs=_DOCS)
         accounts = dict(DEFAULT_ACCOUNTS)
-        for key, value in (doc.get("accounts") or {}).items():
+        listed = doc.get("accounts") or {}
+        if not isinstance(listed, dict):
+            raise ConfigError(f"{source}: 'accounts' must map account roles to accounts",
+                              fix="write accounts: {accounts_receivable: '1200 Accounts Receivable', ...}")
+        for key, value in listed.items():
             try:
                 role = AccountRole(str(key))
             except ValueError:
@@ -113,11 +114,12 @@ class ChartOfAccounts:
                 ) from None
             accounts[role] = _account_name(value, f"{source}: accounts.{key}")
         revenue = doc.get("revenue") or {}
-        if not isinstance(revenue, dict) or set(revenue) - {"default", "by_product"}:
+        if not isinstance(revenue, dict):
             raise ConfigError(
                 f"{source}: 'revenue' must be a mapping with 'default' and 'by_product'",
                 fix="write revenue: {default: '4000 Revenue', by_product: {api_calls: '4020 Usage'}}",
             )
+        check_keys(revenue, ("default", "by_product"), where="revenue", source=source, docs=_DOCS)
         if "default" in revenue:
             accounts[AccountRole.REVENUE] = _account_name(revenue["default"], f"{source}: revenue.default")
         by_product = revenue.get("by_product") or {}
@@ -140,21 +142,26 @@ class ChartOfAccounts:
         """
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(
                 f"cannot read chart of accounts {path}: {exc.strerror}", fix="check the path and permissions"
             ) from None
+        # The one settings loader's strict readers: UTF-8, no key twice, no alias bombs.
+        text = decode_text(data, source=str(path))
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
         try:
-            doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            where = f" line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else where
-            raise ConfigError(
-                f"{path}{where}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}",
-                fix="fix the syntax (compare with docs/revrec/chart-of-accounts.md)",
-            ) from None
+            if kind == "JSON":
+                doc = parse_json_text(text, source=str(path)) if text.strip() else None
+            else:
+                doc = parse_yaml_text(text, source=str(path))
+        except ConfigError as exc:
+            # "<path>:LINE:COL: not valid JSON (why)" -> "<path> line LINE: not valid JSON (why)"
+            found = re.match(r":(\d+):\d+: not valid \w+ (.*)", exc.message.removeprefix(str(path)))
+            where, why = (f" line {found[1]}", found[2]) if found else (
+                "", f"({exc.message.removeprefix(f'{path}: ')})")
+            raise ConfigError(f"{path}{where}: not valid {kind} {why}",
+                              fix=f"{exc.fix} (compare with {_DOCS})") from None
         return cls.from_mapping(doc, source=str(path))
 
     def to_mapping(self) -> dict[str, Any]:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
-
 from subledger.core.errors import ConfigError
 from subledger.core.sandbox.clock import SandboxClock
 from subledger.core.sandbox.faults import Fault, FaultPlan
@@ -182,11 +180,11 @@ class Sandbox(ABC):
         fault = self.faults.take(request.method, request.path)
         exchange = Exchange(request, None, fault)
         if fault is not None and fault.phase == "before":
-            outcome = self._fault_outcome(fault)
+            outcome = self._fault_outcome(fault, exchange)
         else:
             response, exchange.replayed = self.dispatch(request)
             if fault is not None:
-                outcome = self._fault_outcome(fault)
+                outcome = self._fault_outcome(fault, exchange)
                 exchange.tags["committed_response"] = response
             else:
                 outcome = Outcome("respond", response)
@@ -197,7 +195,12 @@ class Sandbox(ABC):
             observer(exchange)
         return outcome
 
-    def _fault_outcome(self, fault: Fault) -> Outcome:
+    def _fault_outcome(self, fault: Fault, exchange: Exchange) -> Outcome:
+        if fault.kind == "kill":
+            # The client dies here (before its request ran, or after it committed), then its
+            # connection is closed: it never reads an answer.
+            exchange.tags["killed"] = fault.pid if fault.kill_target() else None
+            return Outcome("drop")
         if fault.kind == "drop":
             return Outcome("drop")
         if fault.kind == "timeout":
@@ -310,17 +313,10 @@ def load_fixture(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     """
     if isinstance(source, dict):
         return source
+    from subledger.core.config_files import read_document
+
     path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"sandbox fixture {path} does not exist", fix="pass the path of a JSON or YAML fixture file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(
-            f"sandbox fixture {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}",
-            fix="fix the syntax error at the position shown",
-        ) from None
+    _, data, _ = read_document(path, what="sandbox fixture", missing_fix="pass the path of a JSON or YAML fixture file")
     if not isinstance(data, dict):
         raise ConfigError(
             f"sandbox fixture {path} must hold a mapping of object kinds to lists",

@@ -30,10 +30,20 @@ from sqlalchemy import Connection, and_, func, select
 from sqlmodel import Session
 from sqlmodel import select as sm_select
 
+from subledger.core.config_files import MAX_DEPTH
 from subledger.core.connector import UsageEventIn
 from subledger.core.db_types import decimal_text, utcnow
 from subledger.core.errors import ConfigError
 from subledger.core.model.usage import UsageEvent, UsageRollup
+from subledger.core.terms.bounds import (
+    END_INSTANT,
+    FIRST_INSTANT,
+    NUMBER_FIX,
+    instant_problem,
+    number_problem,
+    too_deep,
+    unstorable_text,
+)
 
 AGGREGATIONS = ("sum", "count", "max", "unique_count", "latest")
 
@@ -45,6 +55,99 @@ class UsageConflict:
     event_id: str
     stored_hash: str
     incoming_hash: str
+
+
+@dataclass(frozen=True)
+class RefusedEvent:
+    """An event the store will not hold, with the field, the reason and the fix."""
+
+    event_id: str
+    field: str
+    reason: str
+    fix: str
+
+
+class UsageOutOfBounds(ConfigError):
+    """Events outside the bounds every path must enforce reached the store; none of the batch was stored.
+
+    ``events`` names each one. The caller (a pull) turns each into a reject and ingests the
+    rest; a connector or ingest path that lets one through has a bug to fix.
+    """
+
+    def __init__(self, events: list[RefusedEvent]) -> None:
+        first = events[0]
+        more = f" (and {len(events) - 1} more)" if len(events) > 1 else ""
+        super().__init__(
+            f"usage event {_cut(first.event_id)!r}: {first.field} {first.reason}{more}; no event of the batch "
+            "was stored", fix=first.fix,
+        )
+        self.events = events
+
+
+_ID_LIMITS = (("event_id", 255), ("customer_external_id", 255), ("meter", 128))
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    text = text.replace("\x00", "\\0")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_event(e: UsageEventIn) -> RefusedEvent | None:
+    """Why the store must not hold ``e``, or None. Cheap: the bounds are checked on the
+    exponent and digit count, never by arithmetic on the quantity.
+
+    The store's own guard (defence in depth): every reader refuses such events first, with
+    the file and line (docs/formats.md#bounds).
+    """
+    q = e.quantity
+    if type(q) is not Decimal:
+        return RefusedEvent(str(e.event_id), "quantity", f"is a {type(q).__name__}, not a Decimal",
+                            "map quantities to exact Decimals")
+    if not q.is_finite():
+        return RefusedEvent(e.event_id, "quantity", "is not a finite number", NUMBER_FIX)
+    problem = number_problem(q)
+    if problem:
+        return RefusedEvent(e.event_id, "quantity", problem, NUMBER_FIX)
+    for name, limit in _ID_LIMITS:
+        value = getattr(e, name)
+        if type(value) is not str or not value or len(value) > limit:
+            return RefusedEvent(_cut(str(e.event_id)), name, f"must be text of 1 to {limit} characters",
+                                f"shorten {name} to {limit} characters")
+        found = unstorable_text(value)
+        if found is not None:
+            return RefusedEvent(_cut(e.event_id), name, f"holds {found[1]}", "remove the character")
+    at = e.occurred_at
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        return RefusedEvent(e.event_id, "occurred_at", "is not an aware datetime", "give the instant a UTC offset")
+    problem = instant_problem(at)
+    if problem:
+        return RefusedEvent(e.event_id, "occurred_at", problem, "send events dated 2000-01-01 to 2100-12-31")
+    props = e.properties
+    if props:
+        if not isinstance(props, dict):
+            return RefusedEvent(e.event_id, "properties", "is not a mapping", "send properties as an object")
+        found = unstorable_text(props)
+        if found is not None:
+            return RefusedEvent(_cut(e.event_id), f"properties.{found[0]}", f"holds {found[1]}",
+                                "remove the character")
+        if too_deep(props, MAX_DEPTH - 2):
+            return RefusedEvent(e.event_id, "properties", f"nests more than {MAX_DEPTH - 2} levels deep",
+                                "flatten the properties")
+    return None
+
+
+def _flat_properties(props: dict[str, Any]) -> bool:
+    """True for the common properties: plain text keys and flat, plain values (no walk needed)."""
+    for key, value in props.items():
+        if type(key) is not str or not key.isascii() or "\x00" in key:
+            return False
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() or "\x00" in value:
+                return False
+        elif kind is not int and kind is not bool and value is not None:
+            return False
+    return True
 
 
 @dataclass
@@ -120,19 +223,42 @@ _INSERT_COLUMNS = (
 
 
 def _rows(system: str, events: Sequence[UsageEventIn], fetched_at: datetime, sqlite: bool) -> list[tuple]:
-    if sqlite:
-        fetched = _sqlite_ts(fetched_at)
-        ts, text, js = _sqlite_ts, _text, _json
-        return [
-            (system, e.event_id, e.customer_external_id, e.meter, text(e.quantity), ts(e.occurred_at),
-             js(e.properties), e.payload_hash, fetched)
-            for e in events
-        ]  # fmt: skip
-    return [
-        (system, e.event_id, e.customer_external_id, e.meter, e.quantity, e.occurred_at, _json(e.properties),
-         e.payload_hash, fetched_at)
-        for e in events
-    ]  # fmt: skip
+    """The rows to insert, checking each event's bounds on the way (one pass over the events).
+
+    Raises:
+        UsageOutOfBounds: naming every event outside the bounds (see :func:`check_event`).
+    """
+    first, end, dec, dt, text = FIRST_INSTANT, END_INSTANT, Decimal, datetime, str
+    ts, js = _sqlite_ts, _json
+    fetched: Any = _sqlite_ts(fetched_at) if sqlite else fetched_at
+    rows: list[tuple] = []
+    append = rows.append
+    refused: list[RefusedEvent] = []
+    for e in events:
+        q, at, props, event_id, customer, meter = (e.quantity, e.occurred_at, e.properties, e.event_id,
+                                                   e.customer_external_id, e.meter)
+        # The common case in a few cheap tests. A quantity written plainly (no exponent: str()
+        # uses one for NaN, Infinity and very small or large values) in at most 30 characters
+        # has at most 30 digits, below 10^30 and no finer than 10^-30.
+        shown = str(q) if type(q) is dec else ""
+        if not (0 < len(shown) <= 30 and "E" not in shown and "N" not in shown and "I" not in shown
+                and type(at) is dt and at.tzinfo is not None and first <= at < end
+                and type(event_id) is text and type(customer) is text and type(meter) is text
+                and 0 < len(event_id) <= 255 and 0 < len(customer) <= 255 and 0 < len(meter) <= 128
+                and (ids := event_id + customer + meter).isascii() and "\x00" not in ids
+                and (not props or _flat_properties(props))):
+            found = check_event(e)
+            if found is not None:
+                refused.append(found)
+                continue
+            shown = _text(q)
+        if sqlite:
+            append((system, event_id, customer, meter, shown, ts(at), js(props), e.payload_hash, fetched))
+        else:
+            append((system, event_id, customer, meter, q, at, js(props), e.payload_hash, fetched))
+    if refused:
+        raise UsageOutOfBounds(refused)
+    return rows
 
 
 def _insert(dbapi: Any, sqlite: bool, rows: list[tuple]) -> int:
@@ -184,6 +310,11 @@ def ingest_usage(
     Returns:
         How many were inserted, how many were already stored with the same payload, and
         the conflicts (same id, different payload), which are not stored.
+
+    Raises:
+        UsageOutOfBounds: an event is outside the bounds (a quantity of more than 30
+            digits, a NUL character, a date outside 2000-2100, ...); nothing is stored, and
+            the error names every such event so the caller can reject them and retry.
     """
     if isinstance(conn, Session):
         conn = conn.connection()
@@ -203,13 +334,15 @@ def ingest_usage(
         else:
             result.duplicates += 1
     batch = list(unique.values())
+    rows = _rows(system, batch, fetched_at, sqlite)  # refuses out-of-bounds events before any write
 
     dbapi = conn.connection.driver_connection
     savepoint = conn.begin_nested()
-    inserted = _insert(dbapi, sqlite, _rows(system, batch, fetched_at, sqlite))
+    inserted = _insert(dbapi, sqlite, rows)
     if inserted == len(batch):
         savepoint.commit()
         new = batch
+        del rows  # no longer needed: keep the peak memory of a batch down
     else:
         savepoint.rollback()
         stored = _stored_hashes(conn, system, [e.event_id for e in batch])
@@ -223,7 +356,8 @@ def ingest_usage(
             else:
                 result.conflicts.append(UsageConflict(e.event_id, stored_hash, e.payload_hash))
         if new:
-            _insert(dbapi, sqlite, _rows(system, new, fetched_at, sqlite))
+            keep = {e.event_id for e in new}
+            _insert(dbapi, sqlite, [row for row in rows if row[1] in keep])
     result.inserted = len(new)
     _roll_up(conn, sqlite, system, new)
     return result

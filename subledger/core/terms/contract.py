@@ -18,10 +18,11 @@ from subledger.core.errors import ConfigError
 from subledger.core.money import Rounding, exponent, normalize_currency
 from subledger.core.terms.base import TermsModel
 from subledger.core.terms.billing import BillingCycle
+from subledger.core.terms.bounds import MAX_MINOR, money_fix, money_problem
 from subledger.core.terms.commitments import Commitment
 from subledger.core.terms.components import Component, FlatFee, UsageComponent
 from subledger.core.terms.credits import CreditGrantTerms
-from subledger.core.terms.decimals import TermError
+from subledger.core.terms.decimals import TermDate, TermError
 from subledger.core.terms.discounts import Discount
 
 TERMS_VERSION = 1
@@ -37,8 +38,8 @@ class ContractTerms(TermsModel):
 
     version: Literal[1] = Field(default=TERMS_VERSION, description="terms format version")
     currency: str = Field(description="ISO 4217 code, e.g. USD")
-    start_date: date
-    end_date: date | None = Field(default=None, description="last day of service, inclusive; null if open")
+    start_date: TermDate
+    end_date: TermDate | None = Field(default=None, description="last day of service, inclusive; null if open")
     rounding: Rounding = Rounding.HALF_UP
     billing: BillingCycle = Field(default_factory=BillingCycle)
     components: list[Component] = Field(min_length=1)
@@ -141,6 +142,18 @@ class ContractTerms(TermsModel):
         for i, grant in enumerate(self.credits):
             amounts.append((f"credits[{i}].amount", grant.amount))
             amounts += [(f"credits[{i}].top_ups[{j}].amount", t.amount) for j, t in enumerate(grant.top_ups)]
+        prices: list[tuple[str, Decimal | None]] = [
+            (f"components[{i}].amount", c.amount) for i, c in enumerate(self.components) if isinstance(c, FlatFee)
+        ]
+        limit = Decimal(MAX_MINOR).scaleb(-places)
+        for where, value in amounts + prices:
+            if value is not None and value >= limit:
+                raise TermError(
+                    f"the amount {money_problem(MAX_MINOR)}",
+                    at=where,
+                    value=decimal_text(value),
+                    fix=money_fix(self.currency, places),
+                )
         for where, value in amounts:
             if value is not None and value != value.quantize(Decimal(1).scaleb(-places), rounding="ROUND_DOWN"):
                 raise TermError(

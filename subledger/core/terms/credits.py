@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from subledger.core.terms.base import Identifier, TermsModel
-from subledger.core.terms.decimals import NonNegativeDecimal, TermError
+from subledger.core.terms.decimals import NonNegativeDecimal, TermDate, TermError
 
 
 class TopUp(TermsModel):
     """More credit added to a grant on its ``effective`` date (same kind as the grant: money or units)."""
 
-    effective: date
+    effective: TermDate
     amount: NonNegativeDecimal | None = None
     units: NonNegativeDecimal | None = None
 
@@ -36,8 +35,8 @@ class CreditGrantTerms(TermsModel):
     applies_to: list[str] = Field(
         default_factory=list, description="component ids a money grant may pay; empty means all"
     )
-    effective: date | None = Field(default=None, description="defaults to the contract start date")
-    expires: date | None = None
+    effective: TermDate | None = Field(default=None, description="defaults to the contract start date")
+    expires: TermDate | None = None
     priority: int = 0
     category: Literal["paid", "promotional"] = "paid"
     cost_basis: NonNegativeDecimal | None = None

@@ -11,12 +11,14 @@ parse_float=Decimal)``) or quote the numbers.
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, PlainValidator, WithJsonSchema
 
 from subledger.core.db_types import decimal_text
+from subledger.core.terms.bounds import DATE_FIX, NUMBER_FIX, date_problem, int_problem, number_problem, text_problem
 
 DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 _DECIMAL_RE = re.compile(DECIMAL_PATTERN)
@@ -32,11 +34,21 @@ class TermError(ValueError):
         self.value = value
 
 
+def _bounded(value: Decimal) -> Decimal:
+    problem = number_problem(value)
+    if problem:
+        raise TermError(f"the number {problem}", fix=NUMBER_FIX)
+    return value
+
+
 def exact_decimal(value: Any) -> Decimal:
-    """Parse an exact decimal from an int, a decimal string or a ``Decimal``.
+    """Parse an exact decimal from an int, a decimal string or a ``Decimal``, within the bounds.
+
+    The bounds (:mod:`subledger.core.terms.bounds`): at most 30 significant digits, below
+    10^30, no digit finer than 10^-30; text is checked for length before it is read.
 
     Raises:
-        TermError: the value is a float, a boolean, not a number, or not finite.
+        TermError: the value is a float, a boolean, not a number, not finite, or out of bounds.
     """
     if isinstance(value, bool):
         raise TermError(f"{value!r} is a boolean, not a number", fix="write a number such as 10 or \"0.05\"")
@@ -47,16 +59,22 @@ def exact_decimal(value: Any) -> Decimal:
             "which reads numbers as exact decimals",
         )
     if isinstance(value, int):
+        problem = int_problem(value)
+        if problem:  # checked before a Decimal is built
+            raise TermError(f"the number {problem}", fix=NUMBER_FIX)
         return Decimal(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise TermError(f"{value!r} is not a finite number", fix="write a finite number such as \"0.05\"")
-        return value
+        return _bounded(value)
     if isinstance(value, str):
         text = value.strip()
+        problem = text_problem(text)
+        if problem:
+            raise TermError(f"the number {problem}", fix=NUMBER_FIX)
         if _DECIMAL_RE.match(text):
             try:
-                return Decimal(text)
+                return _bounded(Decimal(text))
             except InvalidOperation:  # pragma: no cover - the pattern admits only valid text
                 pass
         raise TermError(
@@ -130,3 +148,14 @@ UpTo = Annotated[
     }),
 ]
 """A tier's inclusive upper bound; ``None`` is the open-ended last tier."""
+
+
+def _in_range(value: date) -> date:
+    problem = date_problem(value)
+    if problem:
+        raise TermError(f"the date {problem}", fix=DATE_FIX)
+    return value
+
+
+TermDate = Annotated[date, AfterValidator(_in_range)]
+"""A date in the terms: from 2000-01-01 to 2100-12-31 (see :mod:`subledger.core.terms.bounds`)."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from pydantic import Field, model_validator
 
 from subledger.core.db_types import decimal_text
 from subledger.core.terms.base import Identifier, TermsModel
-from subledger.core.terms.decimals import NonNegativeDecimal, TermError
+from subledger.core.terms.decimals import NonNegativeDecimal, TermDate, TermError
 
 
 class Discount(TermsModel):
@@ -25,9 +23,9 @@ class Discount(TermsModel):
     percent: NonNegativeDecimal | None = None
     amount: NonNegativeDecimal | None = Field(default=None, description="per period, major units")
     applies_to: str | None = Field(default=None, description="a component id; empty means the whole invoice")
-    starts: date | None = None
+    starts: TermDate | None = None
     periods: int | None = Field(default=None, ge=1)
-    ends: date | None = None
+    ends: TermDate | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Discount:

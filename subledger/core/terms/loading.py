@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import date
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -62,7 +63,7 @@ def field_path(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = repr(value.isoformat() if isinstance(value, date) else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

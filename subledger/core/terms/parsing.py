@@ -1,28 +1,38 @@
-"""Reading YAML and JSON text with every number exact.
+"""Reading YAML and JSON text with every number exact, strictly.
 
 Both formats hand ``0.05`` to most programs as a binary float. These readers return
 ``Decimal`` for every non-integer number instead, so a contract file means exactly what
 it says. The files connector and ``subledger rate`` read contract files through here.
+
+They read strictly, like every settings file (:mod:`subledger.core.config_files`): a
+key written twice in one mapping (a second ``currency:``) is refused rather than the last
+one silently winning, and so are YAML alias bombs, recursive aliases and values nested
+more than :data:`~subledger.core.config_files.MAX_DEPTH` levels deep. A number is only
+turned into a ``Decimal`` when its text is short enough to be bounded
+(:mod:`subledger.core.terms.bounds`); longer text is left as text for validation to refuse.
 """
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from subledger.core.config_files import StrictLoader, decode_text, parse_json_text, parse_yaml_text
 from subledger.core.errors import ConfigError
+from subledger.core.terms.bounds import MAX_NUMBER_TEXT
 
 
-class ExactYamlLoader(yaml.SafeLoader):
-    """A safe YAML loader whose floats are ``Decimal``."""
+class ExactYamlLoader(StrictLoader):
+    """A strict, safe YAML loader whose floats are ``Decimal``."""
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     text = str(loader.construct_scalar(node)).replace("_", "")
+    if len(text) > MAX_NUMBER_TEXT:
+        return text  # validation refuses it as too long a number, without building it
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -34,34 +44,29 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
 ExactYamlLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
+def _exact_float(text: str) -> Any:
+    # A JSON number with a fraction or exponent; over-long text stays text (refused as too long).
+    return text if len(text) > MAX_NUMBER_TEXT else Decimal(text)
+
+
 def parse_yaml(text: str, *, source: str = "<yaml>") -> Any:
-    """Parse YAML with exact decimals.
+    """Parse YAML with exact decimals, strictly (one document).
 
     Raises:
-        ConfigError: the text is not valid YAML (naming the line and column).
+        ConfigError: the text is not valid YAML, or holds a key twice, an alias bomb or
+            too deep nesting (naming the line and column).
     """
-    try:
-        return yaml.load(text, Loader=ExactYamlLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML ({problem})", fix="correct the YAML syntax at that line") from None
+    return parse_yaml_text(text, source=source, loader=ExactYamlLoader)
 
 
 def parse_json(text: str, *, source: str = "<json>") -> Any:
-    """Parse JSON with exact decimals.
+    """Parse JSON with exact decimals, strictly.
 
     Raises:
-        ConfigError: the text is not valid JSON (naming the line and column).
+        ConfigError: the text is not valid JSON (naming the line and column), or holds a
+            key twice in one object, or nests too deep.
     """
-    try:
-        return json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{source}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})",
-            fix="correct the JSON syntax at that line",
-        ) from None
+    return parse_json_text(text, source=source, parse_float=_exact_float)
 
 
 def parse_terms_text(text: str, *, source: str = "<terms>", fmt: str | None = None) -> Any:
@@ -76,11 +81,11 @@ def read_terms_file(path: str | Path) -> Any:
     """Read and parse a YAML or JSON contract file with exact decimals.
 
     Raises:
-        ConfigError: the file is missing, unreadable, or not valid YAML/JSON.
+        ConfigError: the file is missing, unreadable, not UTF-8, or not valid YAML/JSON.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})", fix="check the path and its permissions") from None
-    return parse_terms_text(text, source=str(path))
+    return parse_terms_text(decode_text(data, source=str(path)), source=str(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,8 +20,14 @@ from typing import Any
 
 import yaml
 
+from subledger.core.config_files import MAX_DEPTH, DuplicateKeyError, JsonKeys, nesting_depth
+from subledger.core.terms.bounds import MAX_NUMBER_TEXT
 from subledger.core.terms.parsing import ExactYamlLoader
-from subledger.plugins.files.fields import RowError
+from subledger.plugins.files.fields import RowError, shown_name
+
+# Line breaks of every file: \n, \r\n and a lone \r (old Mac). Not str.splitlines(), which
+# also breaks at form feeds, U+2028 and other characters a value may hold.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +73,69 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+def _exact_float(text: str) -> Any:
+    # Over-long number text stays text: the field parser refuses it without building it.
+    return text if len(text) > MAX_NUMBER_TEXT else Decimal(text)
+
+
 _WHITESPACE = " \t\r\n"
 
 
+class DuplicateKey(ValueError):
+    """A JSON object holds the same key twice (JSON readers keep the last one silently)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {shown_name(key)!r} appears twice in one object")
+        self.key = key
+
+
+class TooDeep(ValueError):
+    """A JSON value nests objects and lists more than :data:`MAX_DEPTH` levels deep."""
+
+    def __init__(self) -> None:
+        super().__init__(f"values are nested more than {MAX_DEPTH} levels deep")
+
+
+def _decoder() -> tuple[json.JSONDecoder, JsonKeys]:
+    keys = JsonKeys()
+    return json.JSONDecoder(parse_float=_exact_float, parse_constant=_no_constants, object_pairs_hook=keys), keys
+
+
+def _checked(value: Any, keys: JsonKeys) -> Any:
+    if keys.duplicates:
+        raise DuplicateKey(keys.duplicates[0])
+    if isinstance(value, dict | list) and nesting_depth(value) > MAX_DEPTH:
+        raise TooDeep
+    return value
+
+
 def loads_exact(text: str | bytes) -> Any:
-    """Parse one JSON value with every non-integer number as an exact ``Decimal``."""
+    """Parse one JSON value with every non-integer number as an exact ``Decimal``.
+
+    Raises:
+        json.JSONDecodeError: the text is not JSON.
+        ValueError: it holds a key twice in one object (:class:`DuplicateKey`), nests more
+            than :data:`MAX_DEPTH` levels deep (:class:`TooDeep`), or a number JSON allows
+            but Python cannot read (an integer of more than 4300 digits).
+    """
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return _DECODER.decode(text)
+    decoder, keys = _decoder()
+    try:
+        value = decoder.decode(text)
+    except RecursionError:
+        raise TooDeep from None
+    return _checked(value, keys)
+
+
+def json_problem(exc: ValueError) -> RowError:
+    """The reject of a JSON value :func:`loads_exact` refused (not a syntax error)."""
+    if isinstance(exc, DuplicateKey):
+        return RowError(shown_name(exc.key), str(exc),
+                        f"keep one {shown_name(exc.key)!r} in the object (JSON would silently keep the last)")
+    if isinstance(exc, TooDeep):
+        return RowError(None, str(exc), f"nest objects and lists at most {MAX_DEPTH} levels deep")
+    return RowError(None, f"invalid JSON: {exc}", "write numbers as plain digits")
 
 
 # --- CSV ------------------------------------------------------------------------------
@@ -94,7 +155,7 @@ def csv_table(text: str) -> CsvTable:
     Raises:
         FileUnreadable: the file has no header row.
     """
-    lines = text.splitlines(keepends=True)
+    lines = _split_keep(text)
     reader = csv.reader(lines, strict=True)
     try:
         header = [name.strip() for name in next(reader)]
@@ -127,6 +188,19 @@ def _csv_rows(reader: Any, lines: list[str], header: list[str]) -> Iterator[Row]
             yield Row(start, None, raw, error)
             continue
         yield Row(start, {name: cell.strip() for name, cell in zip(header, cells, strict=True)}, raw)
+
+
+def _split_keep(text: str) -> list[str]:
+    """Lines with their line breaks (\\n, \\r\\n or \\r), like ``splitlines(keepends=True)``
+    without breaking at the other characters ``splitlines`` counts as line ends."""
+    lines: list[str] = []
+    start = 0
+    for match in _LINE_BREAK.finditer(text):
+        lines.append(text[start : match.end()])
+        start = match.end()
+    if start < len(text):
+        lines.append(text[start:])
+    return lines
 
 
 # --- JSON and JSONL -----------------------------------------------------------------------
@@ -163,19 +237,19 @@ def json_rows(text: str) -> Iterator[Row]:
     if pos >= len(text):
         raise FileUnreadable(1, "the file is empty", "write a JSON array of records, or one record object")
     if text[pos] != "[":
-        value, end = _decode_at(text, pos, lines)
+        value, end, error = _decode_at(text, pos, lines)
         if _skip(text, end) != len(text):
             line = lines.at(_skip(text, end))
             raise FileUnreadable(line, "extra data after the JSON value",
                                  "put several records in one JSON array, or use a .jsonl file with one per line")
-        yield Row(lines.at(pos), value, text[pos:end])
+        yield Row(lines.at(pos), value if error is None else None, text[pos:end], error)
         return
     pos = _skip(text, pos + 1)
     if pos < len(text) and text[pos] == "]":
         return
     while True:
-        value, end = _decode_at(text, pos, lines)
-        yield Row(lines.at(pos), value, text[pos:end])
+        value, end, error = _decode_at(text, pos, lines)
+        yield Row(lines.at(pos), value if error is None else None, text[pos:end], error)
         pos = _skip(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip(text, pos + 1)
@@ -187,20 +261,33 @@ def json_rows(text: str) -> Iterator[Row]:
                              "separate records with commas and close the array with ]")
 
 
-def _decode_at(text: str, pos: int, lines: _LineCounter) -> tuple[Any, int]:
+def _decode_at(text: str, pos: int, lines: _LineCounter) -> tuple[Any, int, RowError | None]:
+    """The value starting at ``pos``, where it ends, and why the record cannot load (or None).
+
+    A key written twice, or nesting too deep (but still parsed), rejects the record alone.
+    """
+    decoder, keys = _decoder()
     try:
-        return _DECODER.raw_decode(text, pos)
+        value, end = decoder.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise FileUnreadable(exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})",
                              "fix the JSON syntax at that line (a validator such as `python -m json.tool` "
                              "shows the spot)") from None
+    except RecursionError:
+        raise FileUnreadable(lines.at(pos), f"the record's values are nested more than {MAX_DEPTH} levels deep",
+                             f"nest objects and lists at most {MAX_DEPTH} levels deep") from None
     except ValueError as exc:
         raise FileUnreadable(lines.at(pos), f"invalid JSON: {exc}", "write numbers as plain digits") from None
+    try:
+        _checked(value, keys)
+    except ValueError as exc:
+        return value, end, json_problem(exc)
+    return value, end, None
 
 
 def jsonl_rows(text: str) -> Iterator[Row]:
     """Rows of a JSON Lines file: one JSON value per line; blank lines are skipped."""
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         raw = line.lstrip("\ufeff") if number == 1 else line
         if not raw.strip():
             continue
@@ -212,7 +299,7 @@ def jsonl_rows(text: str) -> Iterator[Row]:
                 "write one complete JSON object per line",
             ))
         except ValueError as exc:
-            yield Row(number, None, raw, RowError(None, f"invalid JSON: {exc}", "write numbers as plain digits"))
+            yield Row(number, None, raw, json_problem(exc))
 
 
 # --- YAML --------------------------------------------------------------------------------
@@ -224,7 +311,12 @@ def yaml_rows(text: str) -> Iterator[Row]:
     Raises:
         FileUnreadable: at a syntax error (rows of earlier documents have been yielded).
     """
-    loader = ExactYamlLoader(text)  # a SafeLoader whose floats are Decimal
+    try:
+        # A strict SafeLoader whose floats are Decimal: a key twice in one record, an alias
+        # bomb, a recursive alias and nesting deeper than MAX_DEPTH are refused.
+        loader = ExactYamlLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise _unreadable(exc, text) from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -234,6 +326,13 @@ def yaml_rows(text: str) -> Iterator[Row]:
                 line = item.start_mark.line + 1
                 try:
                     data = loader.construct_document(item)
+                except DuplicateKeyError as exc:
+                    key = shown_name(exc.key)
+                    yield Row(exc.problem_mark.line + 1, None, raw, RowError(
+                        key, f"the key {key!r} appears twice in the record (first on line {exc.first_line})",
+                        f"keep one {key!r} in the record (YAML would silently keep the last)",
+                    ))
+                    continue
                 except yaml.constructor.ConstructorError as exc:
                     mark = exc.problem_mark
                     yield Row(mark.line + 1 if mark else line, None, raw, RowError(
@@ -241,15 +340,34 @@ def yaml_rows(text: str) -> Iterator[Row]:
                     ))
                     continue
                 yield Row(line, data, raw, node=item)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise FileUnreadable(line, f"invalid YAML: {exc.problem or exc.context}",
-                             "fix the YAML at that line (check indentation and quoting)") from None
     except yaml.YAMLError as exc:
-        raise FileUnreadable(None, f"invalid YAML: {exc}", "fix the YAML syntax") from None
+        raise _unreadable(exc, text) from None
+    except RecursionError:
+        raise FileUnreadable(None, f"values are nested more than {MAX_DEPTH} levels deep",
+                             f"nest mappings and lists at most {MAX_DEPTH} levels deep") from None
     finally:
         loader.dispose()
+
+
+def _unreadable(exc: yaml.YAMLError, text: str) -> FileUnreadable:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or ""
+        if "alias" in problem:
+            fix = "write the values out instead of repeating them with aliases (*name)"
+        elif "nested" in problem:
+            fix = f"nest mappings and lists at most {MAX_DEPTH} levels deep"
+        else:
+            fix = "fix the YAML at that line (check indentation and quoting)"
+        return FileUnreadable(line, f"invalid YAML: {problem}", fix)
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return FileUnreadable(line, f"invalid YAML: the file holds the control character {char!r}, which YAML "
+                              "does not allow", "remove the control character (in a quoted value, write it as "
+                              "an escape such as \\t)")
+    return FileUnreadable(None, f"invalid YAML: {exc}", "fix the YAML syntax")
 
 
 __all__ = [
@@ -257,6 +375,7 @@ __all__ = [
     "FileUnreadable",
     "Row",
     "csv_table",
+    "json_problem",
     "json_rows",
     "jsonl_rows",
     "loads_exact",

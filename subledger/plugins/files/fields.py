@@ -8,6 +8,7 @@ connector can turn it straight into a :class:`~subledger.core.connector.Rejected
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
@@ -16,6 +17,20 @@ from typing import Any, TypeVar
 
 from subledger.core.errors import ConfigError
 from subledger.core.money import exponent, normalize_currency, parse_major
+from subledger.core.terms.bounds import (
+    DATE_FIX,
+    NUMBER_FIX,
+    date_problem,
+    instant_problem,
+    int_problem,
+    money_fix,
+    money_problem,
+    number_problem,
+    text_problem,
+)
+
+MAX_NAME_SHOWN = 64
+"""A field name written in a reject is cut to this many characters (the store keeps 255)."""
 
 
 class RowError(ValueError):
@@ -29,8 +44,24 @@ class RowError(ValueError):
 
 
 def _shown(value: Any) -> str:
-    text = repr(value) if not isinstance(value, Decimal) else repr(str(value))
+    if isinstance(value, Decimal):
+        text = repr(str(value)) if len(value.as_tuple().digits) <= 60 else "a number of many digits"
+    elif isinstance(value, int) and value.bit_length() > 200:
+        text = "a number of many digits"
+    else:
+        text = repr(value if not isinstance(value, str) else value[:80])
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def shown_name(name: Any) -> str:
+    """A field name as a reject shows it: control characters escaped, cut to :data:`MAX_NAME_SHOWN`."""
+    text = str(name).replace("\x00", "\\0")
+    if _SURROGATE.search(text):  # half of a UTF-16 pair, or a byte that was not UTF-8
+        text = _SURROGATE.sub("\ufffd", text)
+    return text if len(text) <= MAX_NAME_SHOWN else text[: MAX_NAME_SHOWN - 3] + "..."
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def is_absent(value: Any) -> bool:
@@ -77,13 +108,18 @@ def check_keys(data: Mapping[str, Any], known: Collection[str], *, metadata: boo
         if key in known or (metadata and (key == "metadata" or key.startswith("metadata."))):
             continue
         allowed = ", ".join(known) + (" and metadata" if metadata else "")
-        where = namer(key) if namer else key
+        where = shown_name(namer(key) if namer else key)
         raise RowError(where, f"unknown field {where!r}",
                        f"use only {allowed}" + ("; put anything else in metadata" if metadata else ""))
 
 
 def decimal_value(value: Any, field: str) -> Decimal:
-    """An exact decimal from text, an int or a ``Decimal`` (``"1.5"``, ``12``, ``Decimal('0.25')``)."""
+    """An exact decimal from text, an int or a ``Decimal`` (``"1.5"``, ``12``, ``Decimal('0.25')``).
+
+    The number must lie within the bounds of :mod:`subledger.core.terms.bounds` (at most
+    30 significant digits, below 10^30, nothing finer than 10^-30); over-long text and
+    huge integers are refused before a ``Decimal`` is built.
+    """
     if isinstance(value, (bool, float)):
         # A float has already lost the digits the file wrote; refuse it rather than guess.
         raise RowError(field, f"{field} {_shown(value)} is not an exact number",
@@ -91,8 +127,14 @@ def decimal_value(value: Any, field: str) -> Decimal:
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int):
+        problem = int_problem(value)
+        if problem:
+            raise RowError(field, f"{field} {_shown(value)} {problem}", NUMBER_FIX)
         result = Decimal(value)
     elif isinstance(value, str):
+        problem = text_problem(value.strip())
+        if problem:
+            raise RowError(field, f"{field} {_shown(value)} {problem}", NUMBER_FIX)
         try:
             # Decimal() also accepts "1_000"; a money file should not.
             if "_" in value:
@@ -109,6 +151,9 @@ def decimal_value(value: Any, field: str) -> Decimal:
                        f"write {field} as a number, such as 12 or 0.25")
     if not result.is_finite():
         raise RowError(field, f"{field} {_shown(value)} is not a finite number", f"write {field} as digits")
+    problem = number_problem(result)
+    if problem:
+        raise RowError(field, f"{field} {_shown(value)} {problem}", NUMBER_FIX)
     return result
 
 
@@ -128,7 +173,13 @@ def integer(row: Mapping[str, Any], key: str, *, default: int, name: str | None 
     if number != number.to_integral_value():
         raise RowError(field, f"{field} {_shown(value)} is not a whole number",
                        f"write {field} as a whole number, such as 0 or 10")
+    if abs(number) > MAX_INTEGER:
+        raise RowError(field, f"{field} {_shown(value)} is not between -{MAX_INTEGER} and {MAX_INTEGER}",
+                       f"write {field} as a smaller whole number, such as 0 or 10")
     return int(number)
+
+
+MAX_INTEGER = 2**31 - 1
 
 
 def currency(row: Mapping[str, Any], key: str = "currency", *, name: str | None = None,
@@ -151,13 +202,17 @@ def money(value: Any, currency_code: str, field: str) -> int:
     """A major-unit amount (``"12.34"``) in integer minor units of ``currency_code``."""
     amount = decimal_value(value, field)
     try:
-        return parse_major(amount, currency_code)
+        minor = parse_major(amount, currency_code)
     except ValueError:
         places = exponent(currency_code)
         raise RowError(
             field, f"{field} {_shown(value)} has more than {places} decimal places for {currency_code}",
             f"round {field} to {places} decimal places",
         ) from None
+    problem = money_problem(minor)
+    if problem:
+        raise RowError(field, f"{field} {_shown(value)} {problem}", money_fix(currency_code, exponent(currency_code)))
+    return minor
 
 
 def optional_money(row: Mapping[str, Any], key: str, currency_code: str, name: str | None = None) -> int | None:
@@ -238,14 +293,19 @@ def date_value(row: Mapping[str, Any], key: str, *, required: bool = False, name
         if required:
             raise RowError(field, f"{field} is missing", f"write {field} as YYYY-MM-DD")
         return None
+    parsed: date | None = None
     if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise RowError(field, f"{field} {_shown(value)} is not a date", f"write {field} as YYYY-MM-DD, e.g. 2026-03-31")
+        parsed = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = date.fromisoformat(value.strip())
+    if parsed is None:
+        raise RowError(field, f"{field} {_shown(value)} is not a date",
+                       f"write {field} as YYYY-MM-DD, e.g. 2026-03-31")
+    problem = date_problem(parsed)
+    if problem:
+        raise RowError(field, f"{field} {parsed.isoformat()} {problem}", DATE_FIX)
+    return parsed
 
 
 def parse_timestamp(value: Any, field: str, *, allow_date: bool = False) -> datetime:
@@ -256,7 +316,7 @@ def parse_timestamp(value: Any, field: str, *, allow_date: bool = False) -> date
     if isinstance(value, datetime):
         parsed: datetime | None = value
     elif allow_date and isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return _in_range(datetime(value.year, value.month, value.day, tzinfo=UTC), value, field)
     elif isinstance(value, str):
         raw = value.strip()
         try:
@@ -264,7 +324,7 @@ def parse_timestamp(value: Any, field: str, *, allow_date: bool = False) -> date
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is None and allow_date and len(raw) == 10:
-            return parsed.replace(tzinfo=UTC)
+            return _in_range(parsed.replace(tzinfo=UTC), value, field)
     else:
         parsed = None
     if parsed is None:
@@ -275,10 +335,17 @@ def parse_timestamp(value: Any, field: str, *, allow_date: bool = False) -> date
         raise RowError(field, f"{field} {_shown(value)} has no UTC offset, so its instant is ambiguous",
                        f"add the offset: Z for UTC or +HH:MM, e.g. {str(value).strip().replace(' ', 'T')}Z")
     try:
-        return parsed.astimezone(UTC)
+        utc = parsed.astimezone(UTC)
     except OverflowError:
-        raise RowError(field, f"{field} {_shown(value)} is out of range in UTC",
-                       f"write {field} as a real date between years 1 and 9999") from None
+        raise RowError(field, f"{field} {_shown(value)} is out of range in UTC", DATE_FIX) from None
+    return _in_range(utc, value, field)
+
+
+def _in_range(at: datetime, value: Any, field: str) -> datetime:
+    problem = instant_problem(at)
+    if problem:
+        raise RowError(field, f"{field} {_shown(value)} {problem}", DATE_FIX)
+    return at
 
 
 def timestamp(row: Mapping[str, Any], key: str, *, required: bool = False, allow_date: bool = True,

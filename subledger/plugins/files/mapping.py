@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from subledger.core.connector import Rejected
 from subledger.plugins.files.documents import Row
-from subledger.plugins.files.fields import RowError
+from subledger.plugins.files.fields import RowError, shown_name
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,8 @@ class RecordKind(ABC):
         for name in header:
             if name not in self.columns and not (self.metadata_columns and name.startswith("metadata.")):
                 extra = " or prefix it with metadata. to keep it as an attribute" if self.metadata_columns else ""
-                return RowError(name, f"unknown column {name!r}",
+                shown = shown_name(name)
+                return RowError(shown, f"unknown column {shown!r}",
                                 f"rename it to one of {known}{extra}")
         for name in self.required_columns:
             if name not in header:

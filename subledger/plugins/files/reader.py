@@ -20,12 +20,15 @@ checkpoints loses nothing and re-reads nothing more than the lines after the las
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from subledger.core.config_files import MAX_DEPTH
 from subledger.core.connector import Checkpoint, Rejected, UsageCoverage, UsageEventIn
 from subledger.core.db_types import utcnow
+from subledger.core.terms.bounds import NUL, too_deep, unstorable_text
 from subledger.plugins.files import usage
 from subledger.plugins.files.documents import (
     FileUnreadable,
@@ -35,7 +38,7 @@ from subledger.plugins.files.documents import (
     jsonl_rows,
     yaml_rows,
 )
-from subledger.plugins.files.fields import RowError
+from subledger.plugins.files.fields import RowError, shown_name
 from subledger.plugins.files.filestate import FileState, dump_files, load_files, read_whole
 from subledger.plugins.files.linefile import Block, LineSource
 from subledger.plugins.files.mapping import Mapped, RecordKind, Source
@@ -171,6 +174,12 @@ def _conflicting_duplicate(kind: RecordKind, item: Mapped, rel: str, prior: tupl
     )
 
 
+# Stands in for each byte that is not UTF-8 while a YAML file is parsed (YAML refuses the
+# surrogates Python decodes such bytes to); a row holding one is rejected.
+_BAD_BYTE = "\U0010fffd"
+_SURROGATES = {code: _BAD_BYTE for code in range(0xDC80, 0xDD00)}
+
+
 def _map_file(kind: RecordKind, data: bytes, fmt: str, src: Source) -> Iterator[Mapped | Rejected]:
     try:
         text = data.decode("utf-8-sig")
@@ -179,6 +188,8 @@ def _map_file(kind: RecordKind, data: bytes, fmt: str, src: Source) -> Iterator[
         # Keep going: only the rows holding the bad bytes are rejected.
         text = data.decode("utf-8-sig", errors="surrogateescape")
         mojibake = True
+        if fmt == "yaml":
+            text = text.translate(_SURROGATES)
     rows: list[Row] = []
     unreadable: FileUnreadable | None = None
     try:
@@ -202,6 +213,7 @@ def _map_file(kind: RecordKind, data: bytes, fmt: str, src: Source) -> Iterator[
         unreadable = exc
     if mojibake:
         rows = [_check_encoding(row) for row in rows]
+    rows = [_check_values(row) for row in rows]
     mapper = kind.from_csv if fmt == "csv" else kind.from_documents
     yield from mapper(rows, src)
     if unreadable is not None:
@@ -211,12 +223,60 @@ def _map_file(kind: RecordKind, data: bytes, fmt: str, src: Source) -> Iterator[
 
 
 def _check_encoding(row: Row) -> Row:
-    bad = next((i for i, ch in enumerate(row.raw) if "\udc80" <= ch <= "\udcff"), None)
+    bad = next((i for i, ch in enumerate(row.raw) if "\udc80" <= ch <= "\udcff" or ch == _BAD_BYTE), None)
     if bad is None:
         return row
-    raw = row.raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    raw = row.raw.replace(_BAD_BYTE, "\ufffd")
+    raw = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
     return Row(row.line, None, raw, RowError(None, f"the row is not valid UTF-8 (character {bad + 1})",
                                              "save the file as UTF-8"))
+
+
+def _check_values(row: Row) -> Row:
+    """Refuse a row holding a NUL character (no database stores one in text) or nesting too deep."""
+    if row.error is not None or row.data is None:
+        return row
+    found = unstorable_text(row.data)
+    if found is not None:
+        where, problem = found
+        return Row(row.line, None, row.raw, RowError(
+            where or None, f"{where or 'the row'} holds {problem}, which cannot be stored",
+            "remove the NUL character (a file saved by a text editor as UTF-8 has none)" if problem == NUL
+            else "write the character itself, or escape both halves of the pair",
+        ))
+    if too_deep(row.data):
+        return Row(row.line, None, row.raw, RowError(
+            None, f"the record's values are nested more than {MAX_DEPTH} levels deep",
+            f"nest objects and lists at most {MAX_DEPTH} levels deep",
+        ))
+    shape = _shape_problem(row.data)
+    if shape is not None:
+        return Row(row.line, None, row.raw, RowError(shape[0] or None, shape[1], shape[2]))
+    return row
+
+
+_PLAIN = (str, int, Decimal, float, bool, date, type(None))  # datetime is a date
+
+
+def _shape_problem(value: Any) -> tuple[str, str, str] | None:
+    """(where, why, fix) for data a record cannot hold: a key that is not text (YAML allows
+    ``1:`` or ``null:`` as keys), or a YAML-only value such as a set or binary data."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    shown = shown_name(repr(key))
+                    return (where or "", f"the key {shown} {'of ' + where + ' ' if where else ''}is not text",
+                            "write every key as text (in YAML, quote a key such as \"1\" or \"null\")")
+                stack.append((child, f"{where}.{shown_name(key)}" if where else shown_name(key)))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+        elif not isinstance(item, _PLAIN):
+            return (where, f"{where or 'the record'} is a YAML {type(item).__name__}, which the format does not hold",
+                    "write a text, number, list or mapping instead (no !!set, !!binary or other YAML tags)")
+    return None
 
 
 # --- Usage -------------------------------------------------------------------------------
@@ -239,6 +299,10 @@ def read_usage(files: FileList, state: dict[str, Any] | None, *, checkpoint_ever
     known, current = _carried(files, state)
     checkpoints = _Checkpoints()
     since = 0  # lines since the last checkpoint, across files: many small files are common
+    # Event ids read since the last checkpoint: a second, different version of one is rejected
+    # at its file and line. Versions in different checkpoints meet in the store, which reports
+    # the later one as a conflict (the events between two checkpoints are held in memory anyway).
+    seen: usage.Seen = {}
     for rel, path in files:
         fmt = file_format(path)
         if fmt not in ("jsonl", "csv"):
@@ -257,12 +321,15 @@ def read_usage(files: FileList, state: dict[str, Any] | None, *, checkpoint_ever
         with source:
             parse = _jsonl_block if fmt == "jsonl" else _csv_block
             for block in source.blocks():
-                yield from parse(block, source, rel)
+                for index in block.overlong:
+                    yield usage.overlong_line(rel, block.first_line + index)
+                yield from parse(block, source, rel, seen)
                 since += len(block.lines)
                 if since >= checkpoint_every:
                     current[rel] = source.state()
                     yield checkpoints.take(current)
                     since = 0
+                    seen.clear()
             current[rel] = source.state()
     if coverage_start is not None and coverage_start < read_at:
         yield UsageCoverage(start=coverage_start, end=read_at)
@@ -271,11 +338,12 @@ def read_usage(files: FileList, state: dict[str, Any] | None, *, checkpoint_ever
     yield from checkpoints.final(current)
 
 
-def _jsonl_block(block: Block, source: LineSource, rel: str) -> Iterator[UsageEventIn | Rejected]:
+def _jsonl_block(block: Block, source: LineSource, rel: str,
+                 seen: usage.Seen) -> Iterator[UsageEventIn | Rejected]:
     if block.complete:
-        yield from usage.jsonl_events(block, rel)
+        yield from usage.jsonl_events(block, rel, seen)
         return
-    items = list(usage.jsonl_events(block, rel))
+    items = list(usage.jsonl_events(block, rel, seen))
     yield from _tail(items, source)
 
 
@@ -292,7 +360,8 @@ def _tail(items: list[UsageEventIn | Rejected], source: LineSource) -> Iterator[
                        line=item.line, field=item.field, raw=item.raw)
 
 
-def _csv_block(block: Block, source: LineSource, rel: str) -> Iterator[UsageEventIn | Rejected]:
+def _csv_block(block: Block, source: LineSource, rel: str,
+               seen: usage.Seen) -> Iterator[UsageEventIn | Rejected]:
     items: list[UsageEventIn | Rejected] = []
     header_ok = source.columns is not None and usage.check_csv_header(source.columns) is None
     for line, raw in usage.csv_records(block):
@@ -305,7 +374,14 @@ def _csv_block(block: Block, source: LineSource, rel: str) -> Iterator[UsageEven
             continue
         if not header_ok:
             continue  # reported with the header; nothing loads until it is fixed
+        if len(raw) > source.max_line:  # a record of lines each short enough, too long together
+            items.append(usage.overlong_line(rel, line))
+            continue
         item = usage.csv_event(raw, line, source.columns, rel)
+        if isinstance(item, UsageEventIn):
+            prior = seen.setdefault(item.event_id, item.payload_hash)
+            if prior != item.payload_hash:
+                item = usage.conflicting_version(item.event_id, rel, line, raw)
         if item is not None:
             items.append(item)
     if block.complete:

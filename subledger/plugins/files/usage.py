@@ -27,10 +27,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from subledger.core.config_files import MAX_DEPTH
 from subledger.core.connector import Rejected, UsageEventIn
-from subledger.plugins.files.documents import loads_exact
-from subledger.plugins.files.fields import RowError, decimal_value, json_safe, parse_timestamp
-from subledger.plugins.files.linefile import Block, line_text
+from subledger.core.terms.bounds import END_INSTANT, FIRST_INSTANT, MAX_DIGITS, nul_path
+from subledger.plugins.files.documents import json_problem, loads_exact
+from subledger.plugins.files.fields import RowError, decimal_value, json_safe, parse_timestamp, shown_name
+from subledger.plugins.files.linefile import MAX_LINE_BYTES, Block, line_text
 
 try:  # orjson parses several times faster than the standard library.
     from orjson import JSONDecodeError as _FastJSONError
@@ -50,6 +52,10 @@ _FIX_FIELDS = (
 
 # Small whole quantities (counts) are by far the most common; share their Decimals.
 _SMALL = [Decimal(i) for i in range(1024)]
+_QUANTITY_LIMIT = 10**MAX_DIGITS  # a whole quantity is below this in size (subledger.core.terms.bounds)
+
+# Event id -> payload hash of the first version read since the last checkpoint (jsonl_events).
+Seen = dict[str, str]
 
 
 def event_hash(raw: bytes) -> str:
@@ -79,25 +85,60 @@ def _event(event_id: str, customer: str, meter: str, quantity: Decimal, occurred
     return event
 
 
-def _has_float(value: Any) -> bool:
-    if type(value) is float:
-        return True
-    if type(value) is dict:
-        return any(_has_float(v) for v in value.values())
-    if type(value) is list:
-        return any(_has_float(v) for v in value)
-    return False
+def _nested_keys(value: Any, depth: int) -> int:
+    """How many keys a property value writes, or -1 when the careful path must look at it:
+    it holds a float or a NUL character, or nests too deep."""
+    if depth > MAX_DEPTH:
+        return -1
+    kind = type(value)
+    if kind is str:
+        return -1 if "\x00" in value else 0
+    if kind is float:
+        return -1
+    if kind is dict:
+        total = len(value)
+        for k, v in value.items():
+            if "\x00" in k:
+                return -1
+            kind = type(v)
+            if kind is str:
+                if "\x00" in v:
+                    return -1
+            elif kind is float:
+                return -1
+            elif kind is dict or kind is list:
+                inner = _nested_keys(v, depth + 1)
+                if inner < 0:
+                    return -1
+                total += inner
+        return total
+    if kind is list:
+        total = 0
+        for v in value:
+            inner = _nested_keys(v, depth + 1)
+            if inner < 0:
+                return -1
+            total += inner
+        return total
+    return 0
 
 
 class _Careful(Exception):
     """The fast path cannot map this line exactly; let the careful path decide."""
 
 
-def jsonl_events(block: Block, location: str) -> Iterator[UsageEventIn | Rejected]:
-    """Map a block of JSONL lines to events, and bad lines to rejects. Blank lines are skipped."""
+def jsonl_events(block: Block, location: str, seen: Seen | None = None) -> Iterator[UsageEventIn | Rejected]:
+    """Map a block of JSONL lines to events, and bad lines to rejects. Blank lines are skipped.
+
+    With ``seen``, an event id already read (in ``seen``) with a different line is
+    rejected here, at its file and line, instead of reaching the store; the same line
+    again is yielded (the store loads it once).
+    """
     loads, fromiso, blake2b, small, utc = _fast_loads, datetime.fromisoformat, hashlib.blake2b, _SMALL, UTC
     new, cls = _new, UsageEventIn
+    first_at, end_at, limit = FIRST_INSTANT, END_INSTANT, _QUANTITY_LIMIT
     s0, s1, s2, s3, s4, s5, s6 = _SET  # see _event(): inlined here, the hottest loop
+    remember = seen.setdefault if seen is not None else None
     number = block.first_line - 1
     for raw in block.lines:
         number += 1
@@ -110,14 +151,17 @@ def jsonl_events(block: Block, location: str) -> Iterator[UsageEventIn | Rejecte
             meter = obj["meter"]
             quantity = obj["quantity"]
             props = obj.get("properties")
+            keys = len(obj)
             if (
-                type(event_id) is not str or not event_id or len(event_id) > 255
-                or type(customer) is not str or not customer or len(customer) > 255
-                or type(meter) is not str or not meter or len(meter) > 128
-                or len(obj) > 5 + ("properties" in obj)
+                type(event_id) is not str or not event_id or len(event_id) > 255 or "\x00" in event_id
+                or type(customer) is not str or not customer or len(customer) > 255 or "\x00" in customer
+                or type(meter) is not str or not meter or len(meter) > 128 or "\x00" in meter
+                or keys > 5 + ("properties" in obj)
             ):
-                raise _Careful
+                raise _Careful  # the careful path names what is wrong (a NUL character: \u0000)
             if type(quantity) is int:
+                if not -limit < quantity < limit:
+                    raise _Careful
                 quantity = small[quantity] if 0 <= quantity < 1024 else Decimal(quantity)
             elif type(quantity) is str:
                 quantity = decimal_value(quantity, "quantity")
@@ -129,28 +173,69 @@ def jsonl_events(block: Block, location: str) -> Iterator[UsageEventIn | Rejecte
                 if tz is None or at.utcoffset() is None:
                     raise _Careful
                 at = at.astimezone(utc)
+            if not first_at <= at < end_at:
+                raise _Careful
             if props is None:
                 props = {}
             elif type(props) is not dict:
                 raise _Careful
-            else:
-                for v in props.values():
-                    if type(v) is float or ((type(v) is dict or type(v) is list) and _has_float(v)):
+            elif props:
+                keys += len(props)
+                for k, v in props.items():
+                    kind = type(v)
+                    if kind is str:
+                        if "\x00" in v:
+                            raise _Careful
+                    elif kind is float:
                         raise _Careful
-            event = new(cls)
-            s0(event, event_id)
-            s1(event, customer)
-            s2(event, meter)
-            s3(event, quantity)
-            s4(event, at)
-            s5(event, props)
-            s6(event, blake2b(raw, digest_size=16).hexdigest())
-            yield event
+                    elif kind is dict or kind is list:
+                        nested = _nested_keys(v, 3)
+                        if nested < 0:
+                            raise _Careful
+                        keys += nested
+                    if "\x00" in k:
+                        raise _Careful
+            # Each key written is one '":' (an escaped quote inside a text adds one more, a
+            # space before the colon one fewer: both take the careful path, which counts
+            # exactly). One more than the keys parsed is a key written twice, which orjson
+            # would let the last one win: the careful path refuses it.
+            if raw.count(b'":') != keys:
+                raise _Careful
+            item: UsageEventIn | Rejected | None = new(cls)
+            s0(item, event_id)
+            s1(item, customer)
+            s2(item, meter)
+            s3(item, quantity)
+            s4(item, at)
+            s5(item, props)
+            s6(item, blake2b(raw, digest_size=16).hexdigest())
         except (_Careful, _FastJSONError, KeyError, TypeError, ValueError, OverflowError, RowError,
-                InvalidOperation):
-            result = careful_event(raw, number, location)
-            if result is not None:
-                yield result
+                InvalidOperation, AttributeError):
+            item = careful_event(raw, number, location)
+            if item is None:
+                continue
+        if remember is not None and type(item) is cls:
+            digest = item.payload_hash
+            prior = remember(item.event_id, digest)
+            if prior is not digest and prior != digest:
+                item = conflicting_version(item.event_id, location, number, raw)
+        yield item
+
+
+def conflicting_version(event_id: str, location: str, line: int, raw: bytes) -> Rejected:
+    """The reject of a second, different version of an event id read in the same pull."""
+    return _reject(location, line, "event_id",
+                   f"event_id {shown_name(event_id)!r} was already read with different content (earlier in this "
+                   "file, or in an earlier usage file of this pull); this version was not loaded",
+                   "usage events are immutable: give this event its own event_id, or remove the line if it is a "
+                   "mistaken copy", raw)
+
+
+def overlong_line(location: str, line: int) -> Rejected:
+    """The reject of a usage line longer than :data:`~subledger.plugins.files.linefile.MAX_LINE_BYTES`."""
+    return Rejected(stream=STREAM, reason=f"the line is longer than {MAX_LINE_BYTES // 1024} KiB; it was not "
+                    "read", fix="keep each usage event on one line of at most 1 MiB (large data does not belong "
+                    "in properties)", location=location, line=line, field=None, raw="")
 
 
 def careful_event(raw: bytes, line: int, location: str) -> UsageEventIn | Rejected | None:
@@ -168,7 +253,8 @@ def careful_event(raw: bytes, line: int, location: str) -> UsageEventIn | Reject
         return _reject(location, line, None, f"invalid JSON: {exc.msg} (column {exc.colno})",
                        "write one complete JSON object per line", raw)
     except ValueError as exc:
-        return _reject(location, line, None, f"invalid JSON: {exc}", "write numbers as plain digits", raw)
+        problem = json_problem(exc)
+        return _reject(location, line, problem.field, problem.reason, problem.fix, raw)
     if not isinstance(obj, dict):
         return _reject(location, line, None, f"the line is a JSON {type(obj).__name__}, not an object",
                        'write each event as an object: {"event_id": ..., "customer": ..., ...}', raw)
@@ -195,10 +281,15 @@ def map_event(obj: dict[str, Any], raw: bytes) -> UsageEventIn:
     """
     for key in obj:
         if key not in COLUMNS:
-            raise RowError(key, f"unknown field {key!r}", _FIX_FIELDS)
+            name = shown_name(key)
+            raise RowError(name, f"unknown field {name!r}", _FIX_FIELDS)
     if b"\\u" in raw and _has_lone_surrogate(obj):
         raise RowError(None, "the line escapes half of a UTF-16 surrogate pair (\\ud800-\\udfff)",
                        "write the character itself, or escape both halves of the pair")
+    where = nul_path(obj)
+    if where is not None:  # a NUL character: a lone surrogate was refused above
+        raise RowError(where or None, f"{where or 'the line'} holds a NUL character (\\0), which cannot be stored",
+                       "remove the NUL character (\\u0000) from the event")
     ids = [_identifier(obj, key) for key in ("event_id", "customer", "meter")]
     if "quantity" not in obj or obj["quantity"] is None or obj["quantity"] == "":
         raise RowError("quantity", "quantity is missing", "add quantity to every event, such as 1 or 2.5")
@@ -248,7 +339,8 @@ def check_csv_header(header: list[str]) -> RowError | None:
     """Why a usage CSV header cannot be read, or None when it is fine."""
     for name in header:
         if name not in COLUMNS:
-            return RowError(name, f"unknown column {name!r}", _FIX_FIELDS.replace("fields", "columns"))
+            shown = shown_name(name)
+            return RowError(shown, f"unknown column {shown!r}", _FIX_FIELDS.replace("fields", "columns"))
     for name in REQUIRED:
         if name not in header:
             return RowError(name, f"column {name!r} is missing",
@@ -260,9 +352,13 @@ def check_csv_header(header: list[str]) -> RowError | None:
 
 
 def parse_header(raw: bytes) -> list[str]:
-    """The column names of a CSV header line."""
-    text = raw.removeprefix(_BOM).decode("utf-8", errors="replace")
-    return [name.strip() for name in next(csv.reader([text]))]
+    """The column names of a CSV header line (a header that is not CSV names no known column)."""
+    # NUL shown as \0: the header is kept in the stream's state, which a database must hold.
+    text = raw.removeprefix(_BOM).decode("utf-8", errors="replace").replace("\x00", "\\0")
+    try:
+        return [name.strip() for name in next(csv.reader([text], strict=True))]
+    except (csv.Error, StopIteration):
+        return [text.strip() or "(empty header)"]
 
 
 def csv_records(block: Block) -> Iterator[tuple[int, bytes]]:
@@ -270,16 +366,17 @@ def csv_records(block: Block) -> Iterator[tuple[int, bytes]]:
     pending: list[bytes] = []
     start = block.first_line
     quotes = 0
+    newline = block.newline
     for offset, raw in enumerate(block.lines):
         if not pending:
             start = block.first_line + offset
         pending.append(raw)
         quotes += raw.count(b'"')
         if quotes % 2 == 0:
-            yield start, b"\n".join(pending)
+            yield start, newline.join(pending)
             pending, quotes = [], 0
     if pending:  # only at the end of a file: an unterminated quoted field
-        yield start, b"\n".join(pending)
+        yield start, newline.join(pending)
 
 
 def csv_event(raw: bytes, line: int, header: list[str], location: str) -> UsageEventIn | Rejected | None:
@@ -309,6 +406,9 @@ def csv_event(raw: bytes, line: int, header: list[str], location: str) -> UsageE
             try:
                 row["properties"] = loads_exact(row["properties"])
             except ValueError as exc:
+                if not isinstance(exc, json.JSONDecodeError):
+                    problem = json_problem(exc)
+                    raise RowError("properties", f"properties: {problem.reason}", problem.fix) from None
                 raise RowError("properties", f"properties is not valid JSON ({exc})",
                                'write properties as a JSON object, e.g. {"region": "eu-west-1"} '
                                '(inside a CSV field, double each quote: "{""region"": ""eu-west-1""}")') from None

@@ -17,13 +17,11 @@ error naming the account and the fix.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from subledger.core.config_files import read_mapping_file
 from subledger.core.errors import ConfigError
 
 
@@ -85,13 +83,9 @@ def parse_mapping(doc: Any, source: str = "the account mapping") -> AccountMappi
 
 def load_mapping(path: Path) -> AccountMapping:
     """Read and validate the mapping file at ``path``."""
-    if not path.is_file():
-        raise ConfigError(f"account mapping file {path} does not exist",
-                          fix="create it (see docs/connectors/netsuite.md) or fix account_mapping in the config")
-    text = path.read_text(encoding="utf-8")
-    try:
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"account mapping file {path} is not valid: {err}",
-                          fix="fix the syntax error at the position shown") from None
+    doc = read_mapping_file(
+        path, what="account mapping file",
+        missing_fix="create it (see docs/connectors/netsuite.md) or fix account_mapping in the config",
+        shape_fix="write the mapping as keys: subsidiary, accounts, currencies, periods (docs/connectors/netsuite.md)",
+    )
     return parse_mapping(doc, str(path))

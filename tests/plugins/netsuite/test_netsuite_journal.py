@@ -192,7 +192,7 @@ def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
         load_mapping(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("subsidiary: [\n")
-    with pytest.raises(ConfigError, match=re.escape(f"account mapping file {bad} is not valid")):
+    with pytest.raises(ConfigError, match=re.escape(f"account mapping file {bad}:2:1: not valid YAML")):
         load_mapping(bad)
 
 

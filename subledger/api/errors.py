@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,10 +39,22 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def error_json(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over its route's limit (raised while the body is read, so it is never buffered whole)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit:,} bytes")
+        self.limit = limit
+
+
+def error_json(
+    status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     body = {"error": {"code": code, "message": redact(message), "field": field}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    out = dict(headers or {})
+    if status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=out or None)
 
 
 # Documented error responses, for the OpenAPI document.
@@ -77,8 +90,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):
+            return error_json(413, "body_too_large", f"{exc.detail}; send less (max_body_bytes in the service "
+                              "settings)")
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return error_json(exc.status_code, code, str(exc.detail))
+        # Starlette's own headers are kept: 405 names the allowed methods in Allow.
+        return error_json(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(SubledgerError)
     async def _subledger(request: Request, exc: SubledgerError) -> JSONResponse:
@@ -95,4 +112,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_json(500, "internal", "internal error")
 
 
-__all__ = ["ApiError", "ConfigError", "ErrorResponse", "error_json", "install_error_handlers", "responses"]
+__all__ = [
+    "ApiError", "BodyTooLarge", "ConfigError", "ErrorResponse", "error_json", "install_error_handlers", "responses",
+]

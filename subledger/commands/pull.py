@@ -47,10 +47,14 @@ def pull_command(
 
             reports.append(pull(engine, name, streams=stream or None, progress=show))
             progress.update(task, description=f"{name}: done")
+    failed = [(r.connection, s) for r in reports for s in r.failed]
     if json_out:
         print_json(
-            [{"connection": r.connection, "streams": [s.__dict__ for s in r.streams]} for r in reports]
+            [{"connection": r.connection, "complete": r.complete, "streams": [s.__dict__ for s in r.streams]}
+             for r in reports]
         )
+        if failed:
+            raise typer.Exit(1)
         return
     table = Table("connection", "stream", "read", "changed", "usage new", "usage dup", "rejected")
     for r in reports:
@@ -68,14 +72,28 @@ def pull_command(
     total_rejected = sum(r.rejected for r in reports)
     if total_rejected:
         console.print(f"[yellow]{total_rejected} new rejected record(s)[/]: see `subledger rejects`")
+    for connection, s in failed:
+        console.print(f"[red]failed[/] {connection}/{s.stream} ({s.kind}): {s.error}. Fix: {s.fix}", highlight=False)
+    if failed:
+        raise typer.Exit(1)  # the other streams were read; cron must still see this one did not
 
 
+rejects_app = typer.Typer(
+    help="Rejected records: list them (the default), and release quarantined usage events.",
+    invoke_without_command=True,
+)
+
+
+@rejects_app.callback(invoke_without_command=True)
 def rejects(
+    ctx: typer.Context,
     connection: str | None = typer.Option(None, "--connection", help="Only this connection."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     limit: int = typer.Option(200, "--limit", help="Show at most this many."),
 ) -> None:
     """List quarantined records: where they are, what is wrong, and the fix."""
+    if ctx.invoked_subcommand is not None:
+        return
     engine = open_store()
     with Session(engine) as session:
         stmt = (
@@ -88,6 +106,7 @@ def rejects(
         rows = session.exec(stmt.limit(limit)).all()
     data = [
         {
+            "id": r.id,
             "connection": r.connection,
             "stream": r.stream,
             "location": r.location,
@@ -106,13 +125,53 @@ def rejects(
     if not data:
         console.print("no rejected records")
         return
-    table = Table("where", "field", "reason", "fix", show_lines=True)
+    table = Table("id", "where", "field", "reason", "fix", show_lines=True)
     for d in data:
         where = f"{d['connection']}: {d['location']}" + (f":{d['line']}" if d["line"] else "")
-        table.add_row(where, d["field"] or "", d["reason"], d["fix"])
+        table.add_row(str(d["id"]), where, d["field"] or "", d["reason"], d["fix"])
     console.print(table)
+
+
+@rejects_app.command("release")
+def release_command(
+    ids: list[int] = typer.Option([], "--id", help="Only these quarantined events (ids from `subledger rejects`)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be released; store nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Store quarantined usage events whose customer and meter are now known, each exactly once.
+
+    Usage pushed to `subledger serve` for an unknown customer or meter is quarantined; link the customer (or
+    define the meter), then release. The others stay quarantined.
+    """
+    try:
+        from subledger.api.ingest import Limits
+        from subledger.api.quarantine import release
+        from subledger.api.settings import load_service_settings
+    except ImportError as exc:  # pragma: no cover - only without the server extra
+        raise ConfigError(f"releasing needs the service: {exc}", fix="pip install 'subledger[server]'") from None
+    from subledger.commands.sync import actor
+
+    engine = open_store()
+    settings = load_service_settings()
+    limits = Limits(max_properties_bytes=settings.max_properties_bytes,
+                    correction_meters=frozenset(settings.correction_meters))
+    report = release(engine, settings.usage_source, ids=ids or None, grace_days=settings.grace_days,
+                     max_future_seconds=settings.max_future_seconds, limits=limits, actor=actor(), dry_run=dry_run)
+    if json_out:
+        print_json({"dry_run": dry_run, **report.to_json()})
+        return
+    if report.results:
+        table = Table("id", "event", "status", "reason")
+        for r in report.results:
+            table.add_row(str(r.reject), r.event or "", r.status, r.reason or "")
+        console.print(table)
+    verb = "would be released" if dry_run else "released"
+    console.print(
+        f"{report.count('released')} {verb}, {report.count('duplicate')} already stored ({verb}), "
+        f"{report.count('unknown')} still unknown, {report.count('refused')} refused"
+    )
 
 
 def register(app: typer.Typer) -> None:
     app.command("pull")(pull_command)
-    app.command("rejects")(rejects)
+    app.add_typer(rejects_app, name="rejects")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from api_support import make_known
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -34,3 +35,9 @@ def keys(engine: Engine) -> dict[str, str]:
     """A token per scope (``ingest``, ``read``, ``write``, ``admin``)."""
     return {s: create_key(engine, name=f"test {s}", scopes=[s], actor="user:test").token
             for s in ("ingest", "read", "write", "admin")}
+
+
+@pytest.fixture
+def known(engine: Engine) -> None:
+    """Customers acme and globex and meters api_calls and storage are known to ingest."""
+    make_known(engine)

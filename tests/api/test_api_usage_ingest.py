@@ -31,7 +31,7 @@ def rollup(engine: Engine) -> list[tuple]:
                       for r in s.exec(select(UsageRollup)).all())
 
 
-def test_a_batch_is_stored_once_and_rolled_up(client: TestClient, keys: dict, engine: Engine) -> None:
+def test_a_batch_is_stored_once_and_rolled_up(client: TestClient, keys: dict, engine: Engine, known: None) -> None:
     body = {"events": [ev(1, "1.5"), ev(2, 2), ev(3, "0.25")]}
     r = client.post("/v1/usage/events", json=body, headers=auth(keys["ingest"]))
     assert r.status_code == 200, r.text
@@ -44,7 +44,8 @@ def test_a_batch_is_stored_once_and_rolled_up(client: TestClient, keys: dict, en
     assert [(row[3], row[4]) for row in rollup(engine)] == [(Decimal("3.75"), 3)]
 
 
-def test_bad_events_are_rejected_one_by_one_and_the_rest_load(client: TestClient, keys: dict, engine: Engine) -> None:
+def test_bad_events_are_rejected_one_by_one_and_the_rest_load(client: TestClient, keys: dict, engine: Engine,
+                                                                known: None) -> None:
     events = [
         ev(1),
         {"id": "e2", "customer": "acme", "meter": "api_calls", "timestamp": NOW.isoformat()},  # no quantity
@@ -70,17 +71,18 @@ def test_bad_events_are_rejected_one_by_one_and_the_rest_load(client: TestClient
         assert [e.event_id for e in s.exec(select(UsageEvent)).all()] == ["e1"]
 
 
-def test_a_stored_id_sent_with_another_payload_is_a_conflict(client: TestClient, keys: dict, engine: Engine) -> None:
+def test_a_stored_id_sent_with_another_payload_is_a_conflict(client: TestClient, keys: dict, engine: Engine,
+                                                              known: None) -> None:
     client.post("/v1/usage/events", json={"events": [ev(1, "5")]}, headers=auth(keys["ingest"]))
     r = client.post("/v1/usage/events", json={"events": [ev(1, "6"), ev(2, "1")]}, headers=auth(keys["ingest"]))
     res = r.json()["results"]
-    assert res[0]["status"] == "rejected" and res[0]["code"] == "conflict" and "new id" in res[0]["reason"]
+    assert res[0]["status"] == "rejected" and res[0]["code"] == "conflict" and "new id" in res[0]["fix"]
     assert res[1]["status"] == "accepted"
     with Session(engine) as s:
         assert s.exec(select(UsageEvent.quantity).where(UsageEvent.event_id == "e1")).one() == Decimal("5")
 
 
-def test_equal_payloads_spelled_differently_are_duplicates(client: TestClient, keys: dict) -> None:
+def test_equal_payloads_spelled_differently_are_duplicates(client: TestClient, keys: dict, known: None) -> None:
     at = NOW - timedelta(minutes=2)
     first = ev(1, "12.50", at)
     same = {**ev(1, 12.5, None), "timestamp": at.astimezone(UTC).isoformat().replace("+00:00", "Z")}
@@ -103,7 +105,7 @@ def test_oversize_batches_and_malformed_bodies(client: TestClient, keys: dict) -
     assert r.status_code == 415
 
 
-def test_ingest_needs_the_ingest_scope(client: TestClient, keys: dict) -> None:
+def test_ingest_needs_the_ingest_scope(client: TestClient, keys: dict, known: None) -> None:
     body = {"events": [ev(1)]}
     assert client.post("/v1/usage/events", json=body).status_code == 401
     r = client.post("/v1/usage/events", json=body, headers=auth(keys["read"]))
@@ -133,7 +135,8 @@ event_strategy = st.tuples(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.lists(event_strategy, max_size=40), seed=st.integers(0, 1000))
-def test_a_shuffled_duplicated_stream_rolls_up_like_the_stream_once(engine: Engine, raw: list, seed: int) -> None:
+def test_a_shuffled_duplicated_stream_rolls_up_like_the_stream_once(engine: Engine, known: None, raw: list,
+                                                                   seed: int) -> None:
     now = datetime(2026, 5, 20, 12, tzinfo=UTC)
     by_id = {}
     for i, cust, meter, qty, ago in raw:

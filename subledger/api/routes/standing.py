@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from subledger.api.auth import Caller, require
@@ -17,11 +17,19 @@ from subledger.core.db_types import utcnow
 router = APIRouter(tags=["standing"])
 
 
+_USAGE_SYSTEM = Field(
+    default=None,
+    description="where this standing reads usage: the first metering connection, else the service's usage_source "
+    "(usage pushed to POST /v1/usage/events is counted only when it is the usage_source)",
+)
+
+
 class StandingOut(BaseModel):
     customer: str
     amount_at_risk_minor: int
     currencies: list[str]
     contracts: list[dict[str, Any]]
+    usage_system: str | None = _USAGE_SYSTEM
 
 
 class StandingPage(BaseModel):
@@ -29,6 +37,7 @@ class StandingPage(BaseModel):
     limit: int
     offset: int
     sort: str
+    usage_system: str | None = _USAGE_SYSTEM
     customers: list[StandingOut]
 
 
@@ -41,7 +50,8 @@ def customer_standing(customer_id: str, request: Request, caller: Caller = Depen
         contracts = calc.contracts(customer_id).get(customer_id)
         if not contracts:
             raise ApiError(404, "not_found", f"customer {customer_id!r} has no active contract", "customer_id")
-        return StandingOut(**calc.standing(customer_id, contracts).to_json())
+        usage_system = calc.model.roles.usage_system
+        return StandingOut(**calc.standing(customer_id, contracts).to_json(), usage_system=usage_system)
 
 
 @router.get("/v1/standing", summary="Every customer's standing, sorted and paged", response_model=StandingPage,
@@ -57,6 +67,7 @@ def all_standing(
     with Session(state.engine) as session:
         calc = StandingCalculator(session, state.sync_settings, state.settings.usage_source, utcnow())
         rows = [calc.standing(c, cs) for c, cs in calc.contracts().items()]
+        usage_system = calc.model.roles.usage_system
     rows = [r for r in rows if r.contracts]
     if sort == "customer":
         rows.sort(key=lambda r: r.customer)
@@ -64,5 +75,5 @@ def all_standing(
         sign = -1 if sort.startswith("-") else 1
         rows.sort(key=lambda r: (sign * r.at_risk_minor, r.customer))
     page = rows[offset : offset + limit]
-    return StandingPage(total=len(rows), limit=limit, offset=offset, sort=sort,
-                        customers=[StandingOut(**r.to_json()) for r in page])
+    return StandingPage(total=len(rows), limit=limit, offset=offset, sort=sort, usage_system=usage_system,
+                        customers=[StandingOut(**r.to_json(), usage_system=usage_system) for r in page])

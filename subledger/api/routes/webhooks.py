@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -20,7 +20,7 @@ from subledger.core.secrets import redact
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger("subledger.api.webhooks")
 
-MAX_BODY = 1_000_000
+MAX_BODY = 1_000_000  # bytes of one delivery (the app's BodyLimit refuses larger ones as they are read)
 
 
 class WebhookReceipt(BaseModel):
@@ -36,7 +36,15 @@ class WebhookReceipt(BaseModel):
     responses=responses(400, 404, 409, 413, 503),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def receive(connection: str, request: Request) -> JSONResponse:
+async def receive(
+    connection: str,
+    request: Request,
+    stripe_signature: str | None = Header(
+        default=None, alias="Stripe-Signature",
+        description="Stripe connections: `t=<unix time>,v1=<HMAC-SHA256>` over `<t>.<body>` with a configured "
+        "secret; other connectors read their own signature headers",
+    ),
+) -> JSONResponse:
     """Verify (forged, stale: 400), store once per event id (a vendor retry: 200 ``duplicate``; a byte-for-byte
     replay: 409), answer at once and pull the event's streams in the background."""
     state = get_state(request)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -19,7 +18,7 @@ from subledger.core.errors import ConfigError, classify
 from subledger.core.model.run import SyncRun
 from subledger.core.model.sync_state import Connection
 from subledger.sync.engine import RECONCILE_LOCK, SyncReport, run_stages
-from subledger.sync.locks import acquire, process_owner, release
+from subledger.sync.locks import LEASE_TTL, Lease, LeaseKeeper, acquire, process_owner, release
 from subledger.sync.settings import SyncSettings
 
 log = logging.getLogger(__name__)
@@ -48,24 +47,27 @@ def start_sync(
             raise ConfigError(f"no enabled connection named {name!r}", fix="see GET /v1/connections")
     owner = process_owner()
     leases = [f"sync:{n}" for n in names] + [RECONCILE_LOCK]
-    taken: list[str] = []
+    taken: list[Lease] = []
     try:
         for lease in leases:
-            acquire(engine, lease, owner, ttl=timedelta(hours=2))
-            taken.append(lease)
+            taken.append(acquire(engine, lease, owner, ttl=LEASE_TTL))
     except Exception:
-        for lease in taken:
-            release(engine, lease, owner)
+        for held in taken:
+            release(engine, held.name, owner)
         raise
-    run = SyncRun(id="run_" + uuid.uuid4().hex[:20], trigger=trigger, connections=names)
+    # Renewed while the run works and checked before each write, as a CLI sync's leases are.
+    keeper = LeaseKeeper(engine, taken)
+    run = SyncRun(id="run_" + uuid.uuid4().hex[:20], trigger=trigger, connections=names, owner=owner)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         session.add(run)
 
     def work() -> None:
         report = SyncReport(run=run)
         try:
-            run_stages(engine, names, run, report, settings=settings, apply=True, rules=None, trigger=trigger)
-            run.status = "failed" if any(e.get("stage") == "pull" for e in run.errors) else "succeeded"
+            with keeper:
+                run_stages(engine, names, run, report, settings=settings, apply=True, rules=None, trigger=trigger,
+                           fence=keeper.check)
+            run.status = "failed" if run.errors else "succeeded"
         except Exception as exc:
             from subledger.core.secrets import redact
 
@@ -76,8 +78,8 @@ def start_sync(
             run.finished_at = utcnow()
             with Session(engine) as session, session.begin():
                 session.merge(run)
-            for lease in taken:
-                release(engine, lease, owner)
+            for held in taken:
+                release(engine, held.name, owner)
         if after is not None:
             after(run)
 

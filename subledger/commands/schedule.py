@@ -292,8 +292,14 @@ def runs(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show the history of syncs: when, how long, what was read and written, and what went wrong."""
+    """Show the history of syncs: when, how long, what was read and written, and what went wrong.
+
+    A run left "running" by a process that stopped is marked failed first (abandoned).
+    """
+    from subledger.sync.locks import close_abandoned_runs
+
     engine = open_store()
+    close_abandoned_runs(engine)
     with Session(engine) as session:
         stmt = select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc())  # type: ignore[attr-defined]
         if trigger:

@@ -66,6 +66,7 @@ def sync_command(
         "actions_applied": run.actions_applied,
         "errors": run.errors,
         "not_covered": [gap.to_json() for gap in (report.reconcile.not_covered if report.reconcile else [])],
+        "rules_not_covered": [r.to_json() for r in (report.reconcile.rules_not_covered if report.reconcile else [])],
     }
     if json_out:
         print_json(data)
@@ -77,6 +78,8 @@ def sync_command(
     )
     for gap in report.reconcile.not_covered if report.reconcile else []:
         console.print(f"[yellow]{gap.text()}[/]", highlight=False)
+    for rule in report.reconcile.rules_not_covered if report.reconcile else []:
+        console.print(f"[yellow]{rule.text()}[/]", highlight=False)
     for err in run.errors:
         console.print(f"[red]error[/] {err}")
     if run.status != "succeeded":
@@ -210,7 +213,10 @@ def approve_command(
 
 
 def apply_command(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Execute approved actions exactly once (safe to re-run after a crash)."""
+    """Execute approved actions exactly once (safe to re-run after a crash, and to run in parallel).
+
+    Each action is claimed before it is sent; one another apply holds is skipped.
+    """
     from subledger.sync.apply import apply_actions
 
     engine = open_store()
@@ -220,6 +226,7 @@ def apply_command(json_out: bool = typer.Option(False, "--json", help="Print JSO
         "found_existing": report.found_existing,
         "conflicts": report.conflicts,
         "failed": report.failed,
+        "skipped": report.skipped,
     }
     if json_out:
         print_json(data)
@@ -229,6 +236,11 @@ def apply_command(json_out: bool = typer.Option(False, "--json", help="Print JSO
             + (f" ({len(report.found_existing)} had already landed)" if report.found_existing else "")
             + (f"; {len(report.conflicts)} conflict(s)" if report.conflicts else "")
             + (f"; {len(report.failed)} failed (see `subledger plan --all`)" if report.failed else "")
+            + (
+                f"; {len(report.skipped)} skipped (being applied elsewhere, or no longer approved)"
+                if report.skipped
+                else ""
+            )
         )
     if report.failed or report.conflicts:
         raise typer.Exit(1)

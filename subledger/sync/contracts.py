@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from sqlmodel import Session, select
 
 from subledger.core.errors import ConfigError
+from subledger.core.model.action import Action
 from subledger.core.model.base import evidence_ref
 from subledger.core.model.contract import Contract
 from subledger.core.model.credit import CreditGrant
@@ -192,6 +193,8 @@ class InvoicedLine:
     issued_at: datetime | None
     invoice_period_start: date | None
     grants: tuple[str, ...] = ()
+    pending: str | None = None  # not billed yet: the action that will bill it (its status), or a draft
+    action_id: str | None = None
     credited_minor: int = 0
     credit_notes: list[str] = field(default_factory=list)
     contract_id: str | None = None
@@ -221,7 +224,10 @@ class InvoicedLine:
         return (self.system, self.invoice, self.line_key)
 
     def ref(self) -> dict[str, Any]:
-        """Evidence: the invoice line, with its invoice number and amount."""
+        """Evidence: the invoice line, with its invoice number and amount (or the pending action)."""
+        if self.action_id is not None and self.pending is not None:
+            return evidence_ref(self.system, "action", self.action_id, status=self.pending,
+                                amount_minor=self.amount_minor)
         return evidence_ref(
             self.system, "invoice_line", f"{self.invoice}/{self.line_key}", invoice=self.number or self.invoice,
             amount_minor=self.amount_minor, credited_minor=self.credited_minor or None,
@@ -234,18 +240,29 @@ class InvoicedLine:
 
 @dataclass
 class Charge:
-    """Expected against invoiced for one charge of one period."""
+    """Expected against invoiced for one charge of one period.
+
+    ``pending`` are corrections subledger has committed to but that are not billed yet:
+    approved or in-flight actions, actions done whose invoice has not been read back, and
+    invoices it wrote that are still drafts. They are not billed (``difference_minor``
+    ignores them: the money is still at stake), but nothing is planned for what they cover.
+    """
 
     charge: str
     expected_minor: int = 0
     invoiced_minor: int = 0
     expected: list[RatedLine] = field(default_factory=list)
     invoiced: list[InvoicedLine] = field(default_factory=list)
+    pending: list[InvoicedLine] = field(default_factory=list)
 
     @property
     def difference_minor(self) -> int:
         """Expected minus invoiced: unbilled when positive, over-billed when negative."""
         return self.expected_minor - self.invoiced_minor
+
+    @property
+    def pending_minor(self) -> int:
+        return sum(ln.amount_minor for ln in self.pending)
 
 
 @dataclass
@@ -282,13 +299,16 @@ class PeriodView:
             if ln.charge is None or ln.charge == CREDIT_PURCHASE:
                 continue
             c = out.setdefault(ln.charge, Charge(ln.charge))
+            if ln.pending is not None:
+                c.pending.append(ln)
+                continue
             c.invoiced_minor += ln.net_minor
             c.invoiced.append(ln)
         return out
 
     @property
     def invoiced_minor(self) -> int:
-        return sum(ln.net_minor for ln in self.lines if ln.charge != CREDIT_PURCHASE)
+        return sum(ln.net_minor for ln in self.lines if ln.charge != CREDIT_PURCHASE and ln.pending is None)
 
 
 @dataclass
@@ -658,13 +678,12 @@ class ContractReadModel:
             if not terms.credits:  # the terms' credits are the contract's; else the billing system's grants are
                 extra = [g for row in store_grants if (g := grant_from_row(row, contract.currency)) is not None]
             plan = compile_terms(terms, contract_id=contract.external_id, system=contract.system, extra_grants=extra)
-        except ConfigError as exc:
-            view.error = exc
-            return view
-        view.plan = plan
-        if usage_customer is None and plan.usages:
-            notes.append(f"customer has no account in the usage system {usage_system}: its usage is not read")
-        self._rate(view)
+            view.plan = plan
+            if usage_customer is None and plan.usages:
+                notes.append(f"customer has no account in the usage system {usage_system}: its usage is not read")
+            self._rate(view)
+        except ConfigError as exc:  # terms the engine refuses, or usage out of the rating's bounds
+            view.error, view.plan, view.periods = exc, None, []
         return view
 
     def _queries(self, plan: RatingPlan, period: BillingPeriod, cut: datetime) -> dict[UsageQuery, UsageQuery]:
@@ -765,25 +784,74 @@ class ContractReadModel:
                 Invoice.contract_external_id, Invoice.issued_at, Invoice.period_start,
                 InvoiceLine.line_key, InvoiceLine.kind, InvoiceLine.component, InvoiceLine.meter,
                 InvoiceLine.quantity, InvoiceLine.amount_minor, InvoiceLine.currency, InvoiceLine.service_start,
-                InvoiceLine.service_end, InvoiceLine.evidence,
+                InvoiceLine.service_end, InvoiceLine.evidence, Invoice.status,
             )
             .join(InvoiceLine, InvoiceLine.invoice_id == Invoice.id)
-            .where(Invoice.system.in_(billing), Invoice.status.in_(BILLED_STATUSES))
+            .where(Invoice.system.in_(billing), Invoice.status.in_((*BILLED_STATUSES, "draft")))
             .order_by(Invoice.system, Invoice.external_id, InvoiceLine.line_key)
         ).all()
+        written = self._written_invoices()
         by_invoice: dict[tuple[str, str], list[InvoicedLine]] = defaultdict(list)
         for (system, ext, number, customer, contract, issued, p_start, key, kind, component, meter, qty, amount,
-             currency, s_start, s_end, evidence) in rows:
+             currency, s_start, s_end, evidence, status) in rows:
+            draft = status == "draft"
+            if draft and (system, ext) not in written:
+                continue  # someone else's draft is not billing
             if issued is not None and issued > self.as_of:
                 continue
             grants = tuple(str(r["id"]) for r in evidence or []
                            if isinstance(r, dict) and r.get("object") == "credit_grant" and r.get("id"))
             line = InvoicedLine(system, ext, number, key, kind or "other", component, meter, qty, amount,
                                 (currency or "").upper(), s_start, s_end, contract, customer, issued, p_start,
-                                _grant_ids(system, grants))
+                                _grant_ids(system, grants), pending="draft" if draft else None,
+                                action_id=written.get((system, ext)) if draft else None)
             out[(system, customer)].append(line)
             by_invoice[(system, ext)].append(line)
         self._apply_credit_notes(by_invoice)
+        stored = set(self.session.exec(
+            select(Invoice.system, Invoice.external_id).where(Invoice.system.in_(billing))).all())
+        for line in self._pending_actions(stored):
+            out[(line.system, line.customer)].append(line)
+        return out
+
+    def _written_invoices(self) -> dict[tuple[str, str], str]:
+        """(system, invoice id) -> the action that wrote it, for every invoice subledger created."""
+        rows = self.session.exec(
+            select(Action.connection, Action.external_id, Action.id)
+            .where(Action.kind == "create_invoice", Action.status == "done", Action.external_id.is_not(None))  # type: ignore[union-attr]
+        ).all()
+        return {(system, ext): aid for system, ext, aid in rows if ext}
+
+    def _pending_actions(self, seen: set[tuple[str, str]]) -> list[InvoicedLine]:
+        """Invoice lines subledger has committed to write and that are not in the store yet:
+        approved and in-flight actions, and done ones whose invoice was not read back."""
+        rows = self.session.exec(
+            select(Action).where(Action.kind == "create_invoice",
+                                 Action.connection.in_(self.roles.billing_systems),  # type: ignore[attr-defined]
+                                 Action.status.in_(("approved", "in_flight", "done")))  # type: ignore[attr-defined]
+            .order_by(Action.id)
+        ).all()
+        out = []
+        for a in rows:
+            if a.status == "done" and (a.connection, a.external_id or "") in seen:
+                continue  # read back: its invoice's lines count (a draft as pending, a void as nothing)
+            if a.created_at > self.as_of:
+                continue
+            p = a.payload or {}
+            customer = str(p.get("customer_external_id") or "")
+            for n, ln in enumerate(p.get("lines") or []):
+                try:
+                    amount = int(ln["amount_minor"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                out.append(InvoicedLine(
+                    a.connection, f"action:{a.id}", None, str(ln.get("line_key") or n + 1), ln.get("kind") or "other",
+                    ln.get("component"), ln.get("meter"),
+                    Decimal(str(ln["quantity"])) if ln.get("quantity") not in (None, "") else None, amount,
+                    str(ln.get("currency") or p.get("currency") or "").upper(), _day(ln.get("service_start")),
+                    _day(ln.get("service_end")), p.get("contract_external_id"), customer, a.created_at,
+                    _day(p.get("period_start")), pending=a.status, action_id=a.id,
+                ))
         return out
 
     def _apply_credit_notes(self, by_invoice: dict[tuple[str, str], list[InvoicedLine]]) -> None:
@@ -825,6 +893,16 @@ def _credit(lines: Sequence[InvoicedLine], amount: int, note: str) -> None:
             ln.credited_minor -= share
             if note not in ln.credit_notes:
                 ln.credit_notes.append(note)
+
+
+def _day(value: Any) -> date | None:
+    """A payload's ISO date (or None)."""
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
 
 
 def _grant_ids(system: str, ids: tuple[str, ...]) -> tuple[str, ...]:

@@ -16,16 +16,17 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from subledger.core.errors import ConfigError
-from subledger.core.model.action import Action
+from subledger.core.model.action import Action, ActionStatus
 from subledger.core.model.base import canonical_json
 from subledger.core.model.finding import Finding
 from subledger.core.money import to_major
 from subledger.sync.audit import audit
 from subledger.sync.findings import finding_id
+from subledger.sync.outbox import TransitionRefused, transition
 from subledger.sync.rules.base import ActionDraft
 from subledger.sync.settings import SyncSettings
 
-PENDING = ("planned", "approved")
+PENDING = (ActionStatus.PLANNED.value, ActionStatus.APPROVED.value)
 
 
 def idempotency_key(draft: ActionDraft) -> str:
@@ -71,11 +72,16 @@ def plan_actions(
     settings: SyncSettings,
     now: datetime,
     actor: str,
+    rules: set[str] | None = None,
+    keep: set[str] | None = None,
 ) -> PlanDelta:
     """Write planned actions for each ``(rule, drift key)``'s drafts; supersede stale ones.
 
     Args:
         proposals: every active drift's drafts, keyed by (rule, drift key).
+        rules: the rules that were judged (default: all); only their stale actions are
+            superseded, so a rule that was not covered keeps its actions as they are.
+        keep: ids of approved actions a drift still counts on (pending billing): not stale.
     """
     delta = PlanDelta()
     wanted: set[str] = set()
@@ -125,9 +131,12 @@ def plan_actions(
             )
             delta.planned += 1
     for stale in session.exec(select(Action).where(Action.status.in_(PENDING))).all():
-        if stale.idempotency_key not in wanted:
-            stale.status, stale.updated_at = "superseded", now
-            session.add(stale)
+        if stale.idempotency_key not in wanted and (rules is None or stale.rule in rules) and \
+                stale.id not in (keep or ()):
+            try:
+                transition(session, stale, ActionStatus.SUPERSEDED, expect=PENDING, now=now)
+            except TransitionRefused:
+                continue  # an applier claimed it meanwhile: it is in flight, and settles there
             audit(
                 session,
                 actor=actor,
@@ -141,16 +150,18 @@ def plan_actions(
 
 
 def approve(session: Session, action_ids: list[str], *, actor: str, reason: str, now: datetime) -> list[Action]:
-    """Approve planned actions by hand."""
+    """Approve planned actions by hand (each with a compare-and-set on ``planned``).
+
+    Raises:
+        ConfigError: an unknown action; TransitionRefused (a ConfigError) for one that is
+            not planned (any more).
+    """
     approved = []
     for aid in action_ids:
         action = session.get(Action, aid)
         if action is None:
             raise ConfigError(f"no action {aid!r}", fix="list them with `subledger plan`")
-        if action.status != "planned":
-            raise ConfigError(f"action {aid} is {action.status}, not planned", fix="approve only planned actions")
-        action.status, action.approved_by, action.updated_at = "approved", actor, now
-        session.add(action)
+        transition(session, action, ActionStatus.APPROVED, expect=ActionStatus.PLANNED, now=now, approved_by=actor)
         audit(session, actor=actor, verb="action.approve", object_type="action", object_id=aid, reason=reason)
         approved.append(action)
     return approved

@@ -23,7 +23,7 @@ from subledger.core.errors import ConfigError, SystemFailure
 from subledger.core.model.sync_state import Connection, StreamState
 from subledger.core.store.coverage import record_coverage
 from subledger.core.store.records import save_rejects, upsert_batch
-from subledger.core.store.usage import ingest_usage
+from subledger.core.store.usage import UsageOutOfBounds, ingest_usage
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,11 @@ USAGE_BATCH = 50_000
 
 @dataclass
 class StreamReport:
-    """What pulling one stream did."""
+    """What pulling one stream did; ``error`` (with its ``kind`` and ``fix``) when it failed.
+
+    A failed stream keeps what it committed up to its last checkpoint; the next pull
+    resumes from there.
+    """
 
     stream: str
     records: int = 0
@@ -42,6 +46,9 @@ class StreamReport:
     usage_duplicates: int = 0
     rejected: int = 0
     checkpoints: int = 0
+    error: str | None = None
+    kind: str | None = None
+    fix: str | None = None
 
 
 @dataclass
@@ -50,10 +57,22 @@ class PullReport:
 
     connection: str
     streams: list[StreamReport] = field(default_factory=list)
+    error: str | None = None  # the connection could not be read at all (config, connector)
+    fix: str | None = None
 
     @property
     def rejected(self) -> int:
         return sum(s.rejected for s in self.streams)
+
+    @property
+    def failed(self) -> list[StreamReport]:
+        """The streams that did not finish."""
+        return [s for s in self.streams if s.error is not None]
+
+    @property
+    def complete(self) -> bool:
+        """Every stream was read to its end."""
+        return self.error is None and not self.failed
 
 
 ProgressFn = Callable[[str, StreamReport], None]
@@ -176,8 +195,16 @@ def _commit(
         rejects = list(batch.rejects)
         for i in range(0, len(batch.usage), USAGE_BATCH):
             chunk = batch.usage[i : i + USAGE_BATCH]
-            result = ingest_usage(session, system, chunk)
             report.records += len(chunk)
+            try:
+                result = ingest_usage(session, system, chunk)
+            except UsageOutOfBounds as exc:
+                # The store refuses events no connector should have let through: each becomes a
+                # reject, the rest of the chunk is stored (nothing of it was written yet).
+                refused = {r.event_id for r in exc.events}
+                rejects.extend(Rejected(stream=stream, reason=f"{r.field} {r.reason}", fix=r.fix, field=r.field,
+                                        raw=r.event_id) for r in exc.events)
+                result = ingest_usage(session, system, [e for e in chunk if e.event_id not in refused])
             report.usage_inserted += result.inserted
             report.usage_duplicates += result.duplicates
             rejects.extend(
@@ -186,7 +213,7 @@ def _commit(
                     reason=f"usage event {c.event_id!r} was already loaded with a different payload",
                     fix="usage events are immutable: send the correction as a new event with a new event_id",
                     field="event_id",
-                    raw=c.event_id,
+                    raw=f"{c.event_id} {c.incoming_hash}",  # each version its own reject
                 )
                 for c in result.conflicts
             )
@@ -211,12 +238,45 @@ def pull(
     streams: list[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> PullReport:
-    """Pull every stream (or the named ones) of a connection, incrementally."""
+    """Pull every stream (or the named ones) of a connection, incrementally.
+
+    A stream that fails is recorded with its error and fix, and the others are still read.
+    When every stream of the connection was read to its end, the connection is marked
+    completely read (``Connection.last_complete_pull_at``): reconciliation judges nothing
+    from a connection that never was.
+
+    Raises:
+        ConfigError: the connection does not exist or a stream name is not one of its streams.
+    """
     with Session(engine) as session:
         connector = load_connector(session, connection)
     report = PullReport(connection)
     names = streams or [s.name for s in connector.streams()]
     for name in names:
-        connector.stream(name)  # validates the name
-        report.streams.append(pull_stream(engine, connector, name, progress=progress))
+        connector.stream(name)  # validates the name before anything is read
+    started = utcnow()
+    for name in names:
+        try:
+            report.streams.append(pull_stream(engine, connector, name, progress=progress))
+        except Exception as exc:
+            report.streams.append(_failed(name, exc))
+            log.warning("pull %s/%s failed: %s", connection, name, report.streams[-1].error)
+    if report.complete and not streams:
+        with Session(engine) as session, session.begin():
+            row = session.get(Connection, connection)
+            if row is not None:
+                row.last_complete_pull_at = started
+                session.add(row)
     return report
+
+
+def _failed(stream: str, exc: Exception) -> StreamReport:
+    from subledger.core.errors import SubledgerError, classify
+    from subledger.core.secrets import redact
+
+    fix = exc.fix if isinstance(exc, SubledgerError) else None
+    message = exc.message if isinstance(exc, SubledgerError) else f"{type(exc).__name__}: {exc}"
+    return StreamReport(
+        stream, error=redact(message)[:2000], kind=str(classify(exc)),
+        fix=fix or "see the error; the next pull resumes from the stream's last checkpoint",
+    )

@@ -3,8 +3,10 @@
 Any number of workers may share a store. Two leases keep them from stepping on each other:
 
 * ``schedule:<id>``, taken here, so one due schedule is run by one worker only. It is
-  renewed while the sync runs and re-checked after taking it, because another worker may
-  have just run the schedule and moved it on.
+  renewed while the sync runs (it lasts 2 minutes and is renewed every 30 s, so a dead
+  worker's lease is taken over within 2 minutes, at once on the same host) and the
+  schedule is re-checked after taking it, because another worker may have just run the
+  schedule and moved it on.
 * ``sync:<connection>``, taken by the sync engine itself, so two schedules (or a schedule
   and a user's ``subledger sync``) never sync one connection at the same time. A schedule
   that finds it taken is skipped and tried again at the next poll, without counting as
@@ -19,8 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from subledger.core.db_types import utcnow
 from subledger.core.errors import classify
 from subledger.core.model.run import SyncRun
 from subledger.core.model.schedule import Schedule
-from subledger.sync.locks import LockHeld, acquire, process_owner, release
+from subledger.sync.locks import LEASE_TTL, LeaseKeeper, LockHeld, acquire, process_owner, release
 from subledger.sync.schedule import ALL, record_failure, record_success
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,9 @@ class Worker:
             wakes it.
         poll: the longest wait between two looks at the schedule table.
         owner: this worker's lease owner id; default host, pid and a random suffix.
-        lease_ttl: how long a schedule lease lasts if not renewed (it is renewed every third
-            of it while the sync runs, so only a dead worker's lease expires).
+        lease_ttl: how long a schedule lease lasts if not renewed (it is renewed every
+            quarter of it, at most every 30 s, while the sync runs, so only a dead
+            worker's lease expires).
         on_outcome: called with each :class:`Outcome` as it happens (the CLI prints them).
     """
 
@@ -146,7 +148,7 @@ class Worker:
         sleep: Callable[[float], Any] | None = None,
         poll: timedelta = timedelta(seconds=5),
         owner: str | None = None,
-        lease_ttl: timedelta = timedelta(hours=1),
+        lease_ttl: timedelta = LEASE_TTL,
         on_outcome: Callable[[Outcome], Any] | None = None,
     ) -> None:
         self.engine = engine
@@ -245,12 +247,12 @@ class Worker:
         """Run one schedule if it is still due and no other worker has it; None if there was nothing to do."""
         lease = f"schedule:{schedule_id}"
         try:
-            acquire(self.engine, lease, self.owner, ttl=self.lease_ttl, now=self.clock())
+            taken = acquire(self.engine, lease, self.owner, ttl=self.lease_ttl, now=self.clock())
         except LockHeld as exc:
             log.info("schedule %s is being run by another worker: %s", schedule_id, exc)
             return None
         try:
-            with self._renewing(lease):
+            with LeaseKeeper(self.engine, [taken], clock=self.clock):
                 with Session(self.engine) as session:
                     schedule = session.get(Schedule, schedule_id)
                 now = self.clock()
@@ -368,23 +370,3 @@ class Worker:
             return run
         session.add(run)
         return run
-
-    @contextmanager
-    def _renewing(self, lease: str) -> Iterator[None]:
-        """Renew ``lease`` in the background while the block runs, so only a dead worker's lease expires."""
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(self.lease_ttl.total_seconds() / 3):
-                try:
-                    acquire(self.engine, lease, self.owner, ttl=self.lease_ttl, now=self.clock())
-                except Exception as exc:  # keep trying: the sync itself is unaffected
-                    log.warning("could not renew lease %s: %s", lease, exc)
-
-        keeper = threading.Thread(target=renew, name=f"renew {lease}", daemon=True)
-        keeper.start()
-        try:
-            yield
-        finally:
-            done.set()
-            keeper.join()

@@ -71,8 +71,13 @@ def test_actions_approve_and_apply(client: TestClient, keys: dict, engine: Engin
     with Session(engine) as s:
         verbs = [e.verb for e in s.exec(select(AuditEntry).where(AuditEntry.object_id == "act_1")
                                         .order_by(AuditEntry.id)).all()]
-    # The billing connection does not exist, so the apply fails, and says so in the audit log.
-    assert verbs[:3] == ["action.approve", "action.apply_requested", "action.send"]
+    # The billing connection does not exist, so the apply fails before claiming the action, says
+    # so in the audit log, and leaves it approved for when the connection is fixed.
+    assert verbs == ["action.approve", "action.apply_requested", "action.error"]
+    with Session(engine) as s:
+        action = s.get(Action, "act_1")
+    assert action is not None and (action.status, action.attempts, action.claimed_by) == ("approved", 0, None)
+    assert "connection" in (action.error or "")
 
 
 TERMS = {

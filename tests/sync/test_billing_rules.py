@@ -17,6 +17,9 @@ from subledger.sync.engine import reconcile
 from subledger.sync.rules.billing import OverBillingRule, UnbilledUsageRule
 from subledger.sync.settings import SyncSettings
 
+# The data below is put in the store by hand: its connections count as read completely.
+READ = datetime(2000, 1, 1, tzinfo=UTC)
+
 NOW = datetime(2026, 4, 10, tzinfo=UTC)
 TERMS = {
     "currency": "USD",
@@ -40,7 +43,7 @@ def seed(engine: Engine, *, january_usage: int, invoiced: dict[str, int]) -> Non
     """One customer on 1,000 included calls then $0.01 each, with a $5.00 monthly minimum."""
     terms = load_terms(TERMS)
     with Session(engine) as s, s.begin():
-        s.add(Connection(name="files", plugin="files", config={}))
+        s.add(Connection(name="files", plugin="files", config={}, last_complete_pull_at=READ))
         s.add(Customer(id=record_id("cus", "files", "acme"), system="files", external_id="acme", name="Acme"))
         s.add(
             Contract(

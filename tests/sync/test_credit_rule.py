@@ -20,6 +20,9 @@ from subledger.sync.engine import reconcile
 from subledger.sync.rules.credits import ExpiredCreditUnrecognizedRule
 from subledger.sync.settings import SyncSettings
 
+# The data below is put in the store by hand: its connections count as read completely.
+READ = datetime(2000, 1, 1, tzinfo=UTC)
+
 SETTINGS = SyncSettings(roles={"stripe": ["billing"]})
 NOW = datetime(2026, 5, 15, tzinfo=UTC)
 
@@ -42,7 +45,7 @@ def _entry(gid: str, n: int, kind: str, minor: int, when: datetime) -> CreditLed
 
 def _seed(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
-        s.add(Connection(name="stripe", plugin="memory", config={}))
+        s.add(Connection(name="stripe", plugin="memory", config={}, last_complete_pull_at=READ))
         for gid, category, expires in (("credgr_a", "paid", at(2026, 4, 1)),
                                        ("credgr_promo", "promotional", at(2026, 4, 1)),
                                        ("credgr_live", "paid", at(2026, 12, 1)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -29,6 +29,8 @@ from subledger.testing.memory import (
     reset_memory_stores,
 )
 
+# Connections whose data the tests put in the store by hand count as read completely.
+READ = datetime(2000, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def store() -> Iterator[MemoryStore]:
@@ -43,7 +45,7 @@ def mem(engine: Engine, store: MemoryStore) -> str:
     """A connection named ``mem`` to the seeded in-memory billing system."""
     config = load_config(MemoryConfig, {"api_key": DEFAULT_API_KEY, "store": "billing"})
     with Session(engine) as s, s.begin():
-        s.add(Connection(name="mem", plugin="memory", config=config_for_storage(config)))
+        s.add(Connection(name="mem", plugin="memory", config=config_for_storage(config), last_complete_pull_at=READ))
     return "mem"
 
 

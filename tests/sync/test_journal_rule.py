@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +28,9 @@ from subledger.testing.memory import (
 
 POSTED: dict[str, dict[str, Any]] = {}
 
+
+# Connections whose data the tests put in the store by hand count as read completely.
+READ = datetime(2000, 1, 1, tzinfo=UTC)
 
 class LedgerConnector(MemoryConnector):
     """An ERP that takes journal entries, upserting by external id as NetSuite's eid does."""
@@ -56,7 +59,8 @@ def erp(engine: Engine) -> Iterator[None]:
         memory_store("default")
         config = load_config(MemoryConfig, {"api_key": DEFAULT_API_KEY})
         with Session(engine) as s, s.begin():
-            s.add(Connection(name="erp", plugin="ledger", config=config_for_storage(config)))
+            s.add(Connection(name="erp", plugin="ledger", config=config_for_storage(config),
+                             last_complete_pull_at=READ))
             for n, (debit, credit) in enumerate([("unbilled_receivable", "revenue"), ("ar", "deferred_revenue")]):
                 s.add(
                     JournalEntry(

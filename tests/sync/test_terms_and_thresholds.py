@@ -19,6 +19,9 @@ from subledger.sync.rules.terms_drift import TermsDriftRule
 from subledger.sync.rules.thresholds import ThresholdRule
 from subledger.sync.settings import SyncSettings
 
+# The data below is put in the store by hand: its connections count as read completely.
+READ = datetime(2000, 1, 1, tzinfo=UTC)
+
 SETTINGS = SyncSettings(roles={"crm": ["crm"], "billing": ["billing", "metering"]})
 TERMS = {
     "currency": "USD",
@@ -58,7 +61,7 @@ def seed(engine: Engine, billing_overage: str, usage: list[tuple[datetime, int]]
     billing_terms["components"][1]["price"]["unit_price"] = billing_overage
     with Session(engine) as s, s.begin():
         for name in ("crm", "billing"):
-            s.add(Connection(name=name, plugin="memory", config={}))
+            s.add(Connection(name=name, plugin="memory", config={}, last_complete_pull_at=READ))
         s.add(Customer(id=record_id("cus", "crm", "001A"), system="crm", external_id="001A", name="Acme Inc."))
         s.add(
             Customer(id=record_id("cus", "billing", "cus_9"), system="billing", external_id="cus_9", name="ACME, Inc")

@@ -539,9 +539,16 @@ def test_runs_shows_the_history_newest_first(cli) -> None:  # type: ignore[no-un
     sync = FakeSync(engine, clock, takes=75 * S)
     sync(engine, ["acme"], trigger="schedule:acme-every-15m")
     sync(engine, None, trigger="user")
+    # r3 still runs: the reconciliation lease it runs under is held (since before it started).
+    acquire(engine, "sync:reconcile", "api-server", ttl=timedelta(days=3650), now=T0)
     with Session(engine) as session, session.begin():
         session.add(
             SyncRun(id="r3", trigger="api", connections=["acme"], started_at=clock(), status="running")
+        )
+        # r9's process stopped: it holds no lease any more, so `runs` closes it as abandoned.
+        session.add(
+            SyncRun(id="r9", trigger="user", connections=["acme"], started_at=T0 - 2 * M, status="running",
+                    owner="elsewhere:4242:0dead0")
         )
         session.add(
             SyncRun(
@@ -561,7 +568,9 @@ def test_runs_shows_the_history_newest_first(cli) -> None:  # type: ignore[no-un
         ("user", "succeeded", 75.0),
         ("schedule:acme-every-15m", "succeeded", 75.0),
         ("user", "failed", 2.0),
+        ("user", "failed", data[-1]["duration_seconds"]),
     ]
+    assert data[-1]["errors"][0]["error"].startswith("abandoned: the process running it stopped (its leases are gone)")
     assert data[1] | {"id": None} == {
         "id": None,
         "trigger": "user",

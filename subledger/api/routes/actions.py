@@ -15,8 +15,9 @@ from subledger.api.errors import ApiError, responses
 from subledger.api.state import get_state
 from subledger.core.db_types import utcnow
 from subledger.core.model.action import ACTION_STATUSES, Action
-from subledger.sync.apply import apply_actions
+from subledger.sync.apply import APPLICABLE, apply_actions
 from subledger.sync.audit import audit
+from subledger.sync.outbox import TransitionRefused
 from subledger.sync.plan import approve
 
 router = APIRouter(prefix="/v1/actions", tags=["actions"])
@@ -93,23 +94,28 @@ def list_actions(
 def approve_actions(body: ApproveBody, request: Request, caller: Caller = Depends(require("write"))) -> list[ActionOut]:
     with Session(get_state(request).engine, expire_on_commit=False) as session, session.begin():
         for aid in body.ids:
-            action = session.get(Action, aid)
-            if action is None:
+            if session.get(Action, aid) is None:
                 raise ApiError(404, "not_found", f"no action {aid!r}", "ids")
-            if action.status != "planned":
-                raise ApiError(409, "conflict", f"action {aid} is {action.status}, not planned", "ids")
-        done = approve(session, body.ids, actor=caller.actor, reason=body.reason, now=utcnow())
+        try:
+            # A compare-and-set per action (outbox.transition): all are approved, or none.
+            done = approve(session, body.ids, actor=caller.actor, reason=body.reason, now=utcnow())
+        except TransitionRefused as exc:
+            raise ApiError(409, "conflict", exc.message, "ids") from exc
         return [ActionOut.model_validate(a, from_attributes=True) for a in done]
 
 
 @router.post("/apply", summary="Apply approved actions (in the background)", status_code=202,
              response_model=ApplyAccepted, responses=responses(401, 403, 404, 422))
 def apply(request: Request, body: ApplyBody | None = None, caller: Caller = Depends(require("write"))) -> JSONResponse:
-    """Queue approved actions for apply; answer 202 at once. Poll ``GET /v1/actions`` for their status."""
+    """Queue approved actions for apply; answer 202 at once. Poll ``GET /v1/actions`` for their status.
+
+    The background apply is the CLI's: each action is claimed (a compare-and-set) before it
+    is sent, so two requests, a worker and a ``subledger apply`` never send one twice.
+    """
     state = get_state(request)
     ids = body.ids if body else None
     with Session(state.engine) as session, session.begin():
-        stmt = select(Action.id).where(Action.status.in_(("approved", "in_flight")))
+        stmt = select(Action.id).where(Action.status.in_(APPLICABLE))
         queued = [i for i in session.exec(stmt).all() if ids is None or i in ids]
         missing = sorted(set(ids or []) - set(queued))
         if missing:

@@ -19,6 +19,9 @@ class SyncRun(SQLModel, table=True):
     trigger: str = Field(default="user", max_length=128, description="user, schedule:<id>, api, webhook")
     connections: list[str] = Field(default_factory=list, sa_type=JSONDoc)
     status: str = Field(default="running", max_length=16, description="running, succeeded, failed")
+    owner: str | None = Field(
+        default=None, max_length=128, description="the lease owner running it (host:pid:random)"
+    )
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     records_read: int = 0

@@ -27,7 +27,13 @@ class Schedule(SQLModel, table=True):
 
 
 class Lock(SQLModel, table=True):
-    """A lease held by one process; expired leases may be taken over."""
+    """A lease held by one process, renewed while it works; an expired lease, or one whose
+    holder is a dead process on this host, may be taken over.
+
+    ``generation`` is the fencing counter: it goes up by one at every takeover, and a
+    holder renews only while the row still has its owner and generation, so a holder whose
+    lease was taken over finds out at its next renewal and stops before writing.
+    """
 
     __tablename__ = "lock"
 
@@ -35,3 +41,4 @@ class Lock(SQLModel, table=True):
     owner: str = Field(max_length=128)
     acquired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    generation: int = Field(default=1, description="fencing counter, +1 at every takeover")

@@ -21,6 +21,10 @@ class Connection(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDoc)
     enabled: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_complete_pull_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime,
+        description="when every stream of a pull last finished; None: never read completely, so nothing judges it",
+    )
 
 
 class StreamState(SQLModel, table=True):

@@ -53,15 +53,17 @@ class Drift:
     details: dict[str, Any] = field(default_factory=dict)
     actions: list[ActionDraft] = field(default_factory=list)
     factual: bool = False  # a fact whatever its amount (terms differ): never dropped by the amount tolerance
+    keeps: list[str] = field(default_factory=list)  # ids of approved actions the drift still counts on
 
 
 @dataclass
 class ConnectionInfo:
-    """A configured connection and the roles it plays."""
+    """A configured connection, the roles it plays, and whether it was ever read completely."""
 
     name: str
     plugin: str
     roles: list[str]
+    read_completely: bool = True
 
 
 @dataclass
@@ -119,11 +121,21 @@ class RuleContext:
             return False
 
 
+ROLES = ("crm", "billing", "metering", "erp")
+
+
 class Rule(ABC):
-    """A reconciliation rule. Subclasses set ``name`` and implement :meth:`evaluate`."""
+    """A reconciliation rule. Subclasses set ``name`` and implement :meth:`evaluate`.
+
+    ``reads`` names the roles whose connections the rule judges from. A rule is *not
+    covered* — it is not evaluated, its findings stay as they are and nothing is planned
+    from it — when one of those connections failed to pull in this sync or has never been
+    read completely. The default is every role.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    reads: ClassVar[tuple[str, ...]] = ROLES
 
     @abstractmethod
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

@@ -36,6 +36,7 @@ def _billing_target(ctx: RuleContext) -> str | None:
 
 class _BillingRule(Rule):
     sign = 1
+    reads = ("crm", "billing", "metering")
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
         model = ctx.read_model()
@@ -79,11 +80,13 @@ class _BillingRule(Rule):
             *[ref for line in charge.expected for ref in line.evidence],
         ]
         what = "unbilled" if self.sign == 1 else "over-billed"
+        pending = charge.pending_minor
+        waiting = f", {to_major(pending, currency)} in corrections not billed yet" if pending else ""
         drift = Drift(
             key=f"{view.customer}:{c.external_id}:{charge.charge}:{start.isoformat()}",
             summary=f"{view.who}: {to_major(abs(diff), currency)} {currency} {what} for {charge.charge} in "
             f"{start:%Y-%m} (expected {to_major(charge.expected_minor, currency)}, invoiced "
-            f"{to_major(charge.invoiced_minor, currency)})",
+            f"{to_major(charge.invoiced_minor, currency)}{waiting})",
             amount_minor=diff,
             currency=currency,
             customer=view.customer,
@@ -96,16 +99,20 @@ class _BillingRule(Rule):
                 "expected_minor": charge.expected_minor,
                 "invoiced_minor": charge.invoiced_minor,
                 "components": sorted({ln.component for ln in charge.expected}),
+                "pending_minor": pending,
+                "pending": [ln.ref() for ln in charge.pending],
             },
         )
         if self.sign == 1 and target is not None:
             billed_as = [e for s, e in view.billing_accounts if s == target]
-            if billed_as:
-                drift.actions.append(self._invoice(target, billed_as[0], view, pv, charge, drift))
+            missing = _still_to_plan(charge, drift)
+            if billed_as and missing > 0:
+                drift.actions.append(self._invoice(target, billed_as[0], view, pv, charge, drift, missing))
         return drift
 
     def _invoice(
-        self, target: str, customer: str, view: ContractView, pv: PeriodView, charge: Charge, drift: Drift
+        self, target: str, customer: str, view: ContractView, pv: PeriodView, charge: Charge, drift: Drift,
+        amount: int,
     ) -> ActionDraft:
         """The correction: one line for the difference, carrying the contract, component,
         period and the quantity difference (never the period's whole quantity)."""
@@ -120,7 +127,7 @@ class _BillingRule(Rule):
             "component": components[0] if len(components) == 1 else None,
             "meter": meter,
             "quantity": _quantity_difference(charge) if meter else None,
-            "amount_minor": drift.amount_minor,
+            "amount_minor": amount,
             "currency": drift.currency,
             "service_start": period.start.isoformat(),
             "service_end": (period.end - timedelta(days=1)).isoformat(),
@@ -129,18 +136,18 @@ class _BillingRule(Rule):
         return ActionDraft(
             kind="create_invoice",
             connection=target,
-            summary=f"invoice {customer} {to_major(drift.amount_minor, currency)} {currency} "
+            summary=f"invoice {customer} {to_major(amount, currency)} {currency} "
             f"for {charge.charge} {period.start:%Y-%m}",
-            amount_minor=drift.amount_minor,
+            amount_minor=amount,
             currency=currency,
             payload={
                 "customer_external_id": customer,
                 "contract_external_id": view.contract.external_id,
                 "currency": currency,
                 "status": "open",
-                "total_minor": drift.amount_minor,
-                "subtotal_minor": drift.amount_minor,
-                "amount_due_minor": drift.amount_minor,
+                "total_minor": amount,
+                "subtotal_minor": amount,
+                "amount_due_minor": amount,
                 "period_start": period.start.isoformat(),
                 "period_end": (period.end - timedelta(days=1)).isoformat(),
                 "lines": [line],
@@ -149,13 +156,33 @@ class _BillingRule(Rule):
         )
 
 
+def _still_to_plan(charge: Charge, drift: Drift) -> int:
+    """What a new correction must bill: the gap less what pending corrections will bill.
+
+    Corrections being written, written but not read back, or left as drafts are committed;
+    approved ones are kept (``drift.keeps``) while the gap still needs them all, else
+    superseded, so a correction is never planned twice for the same money.
+    """
+    gap = charge.difference_minor
+    committed = sum(ln.amount_minor for ln in charge.pending if ln.pending != "approved")
+    approved = {ln.action_id: 0 for ln in charge.pending if ln.pending == "approved" and ln.action_id}
+    for ln in charge.pending:
+        if ln.pending == "approved" and ln.action_id:
+            approved[ln.action_id] += ln.amount_minor
+    if gap >= committed + sum(approved.values()):
+        drift.keeps.extend(approved)
+        return gap - committed - sum(approved.values())
+    return gap - committed
+
+
 def _quantity_difference(charge: Charge) -> str | None:
-    """Expected billable quantity minus the quantity already invoiced (None when an invoiced
-    line gives no quantity, so the difference cannot be known)."""
-    if any(ln.quantity is None for ln in charge.invoiced):
+    """Expected billable quantity minus the quantity already invoiced or pending (None when
+    such a line gives no quantity, so the difference cannot be known)."""
+    billed = [*charge.invoiced, *charge.pending]
+    if any(ln.quantity is None for ln in billed):
         return None
     expected = sum((ln.quantity for ln in charge.expected if ln.kind == "usage"), Decimal(0))
-    invoiced = sum((ln.quantity or Decimal(0) for ln in charge.invoiced), Decimal(0))
+    invoiced = sum((ln.quantity or Decimal(0) for ln in billed), Decimal(0))
     return decimal_text(expected - invoiced)
 
 
@@ -180,6 +207,7 @@ class UnmatchedInvoiceLineRule(Rule):
     """A billed invoice line of a customer with contracts that no contract term explains."""
 
     name = "unmatched_invoice_line"
+    reads = ("crm", "billing")
     description = "an invoice line no contract's terms explain (wrong currency, outside every term, or no " \
         "component, kind or meter the contract bills)"
 

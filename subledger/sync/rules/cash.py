@@ -19,6 +19,7 @@ class UnappliedPaymentRule(Rule):
     """A succeeded payment whose applications to invoices do not add up to its amount."""
 
     name = "unapplied_payment"
+    reads = ("billing", "erp")
     description = "payments (in any system) not fully applied to invoices"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
@@ -49,6 +50,7 @@ class PaidInBillingOpenInErpRule(Rule):
     """An invoice the billing system marks paid while the ERP still shows it open."""
 
     name = "paid_in_billing_open_in_erp"
+    reads = ("billing", "erp")
     description = "invoices paid in billing but open in the ERP"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

@@ -42,6 +42,7 @@ class ExpiredCreditUnrecognizedRule(Rule):
     """Paid credit grants that expired with a balance whose breakage is not (fully) booked."""
 
     name = "expired_credit_unrecognized"
+    reads = ("billing",)
     description = "prepaid credit that expired unused while its breakage revenue is not booked"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

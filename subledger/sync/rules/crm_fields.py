@@ -34,6 +34,7 @@ class CrmUsageFieldsRule(Rule):
     """Usage and billing figures the CRM should show, written back when they change."""
 
     name = "crm_usage_fields"
+    reads = ("crm", "billing", "metering")
     description = "usage to date, overage to date, last invoice and open findings, written to the CRM"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

@@ -12,6 +12,7 @@ class IdentityRule(Rule):
     """A record matching several canonical customers, or none, is a finding, never a guess."""
 
     name = "identity"
+    reads = ("crm", "billing", "metering", "erp")
     description = "customer records with no canonical customer, or with several candidates"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

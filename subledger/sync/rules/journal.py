@@ -27,6 +27,7 @@ class JournalNotInErpRule(Rule):
     """Journal entries not yet posted to the ERP, each with the action that posts it."""
 
     name = "journal_not_in_erp"
+    reads = ("erp",)
     description = "journal entries not yet posted to the ERP"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

@@ -28,6 +28,7 @@ class ContractWithoutBillingRule(Rule):
     """A signed CRM contract whose customer has no subscription in any billing system."""
 
     name = "contract_without_billing"
+    reads = ("crm", "billing")
     description = "signed contracts with no billing set up"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
@@ -57,6 +58,7 @@ class BillingCustomerWithoutContractRule(Rule):
     """A customer billed in a billing system with no contract in the CRM."""
 
     name = "billing_customer_without_contract"
+    reads = ("crm", "billing")
     description = "billing customers with no CRM contract"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
@@ -84,6 +86,7 @@ class InvoiceMissingFromErpRule(Rule):
     """A billing invoice absent from the ERP, or there with another total."""
 
     name = "invoice_missing_from_erp"
+    reads = ("billing", "erp")
     description = "billing invoices missing from the ERP, or there with another amount"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:
@@ -160,6 +163,7 @@ class CustomerMissingFromErpRule(Rule):
     """A customer with invoices in billing and no customer record in the ERP."""
 
     name = "customer_missing_from_erp"
+    reads = ("billing", "erp")
     description = "billed customers missing from the ERP"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

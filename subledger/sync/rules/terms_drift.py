@@ -92,6 +92,7 @@ class TermsDriftRule(Rule):
     """CRM contract terms against the billing system's configuration."""
 
     name = "terms_drift"
+    reads = ("crm", "billing", "metering")
     description = "CRM contract vs billing configuration: prices, tiers, included units, minimums, dates, currency"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

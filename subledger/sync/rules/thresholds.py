@@ -22,6 +22,7 @@ class ThresholdRule(Rule):
     """Allotment, commitment and credit-balance consumption against ``settings.thresholds``."""
 
     name = "thresholds"
+    reads = ("crm", "metering", "billing")
     description = "customers reaching fractions (e.g. 80%, 100%) of an allotment, commitment or credit balance"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

@@ -28,6 +28,7 @@ class UsageDriftRule(Rule):
     """
 
     name = "usage_drift"
+    reads = ("metering",)
     description = "usage totals that differ between two metering systems beyond the tolerance"
 
     def evaluate(self, ctx: RuleContext) -> Iterable[Drift]:

@@ -20,8 +20,28 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    # An action is claimed by one applier at a time (compare-and-set on its status).
+    with op.batch_alter_table('action', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True))
+        batch_op.add_column(sa.Column('claimed_until', subledger.core.db_types.UTCDateTime(timezone=True),
+                                      nullable=True))
+
+    # Leases carry a fencing generation (+1 at every takeover); rows held now start at 1.
+    with op.batch_alter_table('lock', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('generation', sa.Integer(), nullable=False, server_default='1'))
+
+    # A run names the lease owner running it, so a run its dead process left "running" is closed.
+    with op.batch_alter_table('sync_run', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('owner', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('sync_run', schema=None) as batch_op:
+        batch_op.drop_column('owner')
+
+    with op.batch_alter_table('lock', schema=None) as batch_op:
+        batch_op.drop_column('generation')
+
+    with op.batch_alter_table('action', schema=None) as batch_op:
+        batch_op.drop_column('claimed_until')
+        batch_op.drop_column('claimed_by')

@@ -62,12 +62,19 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a connector can do. ``write`` names the :class:`WriteAction` kinds it accepts."""
+    """What a connector can do. ``write`` names the :class:`WriteAction` kinds it accepts.
+
+    ``resend_safe`` names write kinds whose result the vendor cannot show afterwards (Stripe
+    meter events cannot be listed), so :meth:`Connector.find` never finds them; a write of
+    such a kind whose outcome is unknown is recovered by sending it again, which the vendor
+    deduplicates (by the action's idempotency key or the events' own identifiers).
+    """
 
     read: bool = True
     incremental: bool = False
     write: frozenset[str] = frozenset()
     webhooks: bool = False
+    resend_safe: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,11 @@ sandbox has its own tests.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -282,6 +286,75 @@ def test_fault_rules_validate_their_fields() -> None:
         Fault.from_dict({"kind": "drop", "colour": "red"})
 
 
+# A client in its own process: it waits for a line on stdin, then posts one note.
+CLIENT = """
+import sys, urllib.request
+sys.stdin.readline()
+req = urllib.request.Request(sys.argv[1] + "/notes", data=b'{"text": "from a doomed client"}', method="POST",
+                             headers={"X-Api-Key": "secret-key", "Content-Type": "application/json"})
+try:
+    urllib.request.urlopen(req, timeout=10)
+except Exception as exc:
+    sys.exit(f"still alive after the kill: {exc!r}")
+sys.exit("still alive, and answered")
+"""
+
+
+def _doomed_client(server: SandboxServer) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", CLIENT, server.url], stdin=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize(("phase", "notes"), [("before", 0), ("after", 1)])
+def test_kill_fault_kills_the_client_process_before_or_after_its_write_committed(
+    served: SandboxServer, phase: str, notes: int
+) -> None:
+    client = _doomed_client(served)
+    try:
+        fault = served.sandbox.faults.inject("kill", method="POST", path="/notes", pid=client.pid, phase=phase)
+        assert client.stdin is not None
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        assert client.wait(timeout=20) == -signal.SIGKILL
+    finally:
+        client.kill()
+    assert fault.spent and len(served.sandbox.store.collection("notes")) == notes
+    [exchange] = list(served.sandbox.exchanges)
+    assert (exchange.action, exchange.tags["killed"], exchange.fault) == ("drop", client.pid, fault)
+
+
+def test_kill_fault_from_the_control_endpoint_and_its_validation(served: SandboxServer) -> None:
+    client = _doomed_client(served)
+    try:
+        added = _control(served, "POST", "/faults", {"kind": "kill", "pid": client.pid, "phase": "after"})
+        rule = added["faults"][0]
+        assert (rule["kind"], rule["pid"], rule["signal"], rule["phase"]) == (
+            "kill", client.pid, signal.SIGKILL, "after")
+        assert client.stdin is not None
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        assert client.wait(timeout=20) == -signal.SIGKILL
+    finally:
+        client.kill()
+    assert len(served.sandbox.store.collection("notes")) == 1
+    with pytest.raises(ValueError, match="needs the pid"):
+        Fault(kind="kill")
+    with pytest.raises(ValueError, match="own process"):
+        Fault(kind="kill", pid=os.getpid())
+    with pytest.raises(ValueError, match="only a kill fault takes a pid"):
+        Fault(kind="drop", pid=client.pid)
+    assert _control(served, "POST", "/faults", {"kind": "kill"})["status"] == 400
+
+
+def test_a_kill_fault_whose_process_is_gone_still_drops_the_connection(served: SandboxServer) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=20)
+    served.sandbox.faults.inject("kill", method="POST", pid=gone.pid)
+    with client(served) as http, pytest.raises(httpx.RemoteProtocolError):
+        http.post("/notes", json={"text": "never"})
+    assert served.sandbox.exchanges[-1].tags["killed"] is None
+    assert served.sandbox.store.collection("notes") == {}
+
+
 def test_stopping_releases_a_held_request_and_frees_the_port() -> None:
     server = SandboxServer(NotesSandbox()).start()
     server.sandbox.faults.inject("timeout", seconds=60)
@@ -358,7 +431,7 @@ def test_fixture_files_load_as_json_or_yaml_and_errors_name_the_file(tmp_path: A
     (tmp_path / "seed.yaml").write_text("notes: [one, two]\n")
     assert NotesSandbox(fixture=tmp_path / "seed.yaml").store.counts() == {"notes": 2}
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ConfigError, match=r"bad\.json is not valid JSON"):
+    with pytest.raises(ConfigError, match=r"bad\.json:1:2: not valid JSON"):
         NotesSandbox(fixture=tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="does not exist"):
         NotesSandbox(fixture=tmp_path / "missing.yaml")

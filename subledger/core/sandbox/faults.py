@@ -9,7 +9,12 @@ first ``skip`` matches, then fires ``times`` times. Kinds:
 * ``timeout``: the server holds the request for ``seconds`` and never answers
   (``"before"``: nothing ran; ``"after"``: the write committed);
 * ``drop``: the connection is closed without a response (``"after"``, the default, is
-  the nasty one: the write committed, the client cannot know).
+  the nasty one: the write committed, the client cannot know);
+* ``kill``: the sandbox sends ``signal`` (default ``SIGKILL``) to the process ``pid`` (the
+  client under test), waits until it is gone (at most ``seconds``), then
+  closes the connection without a response: the client crashes with its request not run
+  (``"before"``, the default) or committed with the answer never read (``"after"``). Crash
+  tests use it to kill an applier at an exact request boundary.
 
 A ``rate_limit`` or ``server_error`` answers in the vendor's error format unless the rule
 gives its own ``body`` (and ``content_type``): then that body is sent as it is, the way a
@@ -21,15 +26,18 @@ usual ones. Each vendor sandbox applies it with :func:`shaped_response`.
 from __future__ import annotations
 
 import fnmatch
+import os
+import signal as signals
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from subledger.core.sandbox.wire import Response
 
-FaultKind = Literal["rate_limit", "server_error", "timeout", "drop"]
+FaultKind = Literal["rate_limit", "server_error", "timeout", "drop", "kill"]
 Phase = Literal["before", "after"]
-KINDS: tuple[str, ...] = ("rate_limit", "server_error", "timeout", "drop")
+KINDS: tuple[str, ...] = ("rate_limit", "server_error", "timeout", "drop", "kill")
 
 FOREIGN_BODIES: dict[str, tuple[str, str]] = {
     # name: (body, content type) as proxies and gateways send them in front of an API
@@ -52,7 +60,7 @@ class Fault:
     """One fault rule.
 
     Attributes:
-        kind: rate_limit, server_error, timeout or drop.
+        kind: rate_limit, server_error, timeout, drop or kill.
         method: HTTP method to match (None = any).
         path: ``fnmatch`` pattern of the path to match (``/v1/invoices*``; None = any).
         times: how many matching requests fail (then the rule is spent).
@@ -60,11 +68,14 @@ class Fault:
         phase: ``before`` the handler runs, or ``after`` it committed.
         retry_after: seconds for the ``Retry-After`` header (rate_limit).
         status: HTTP status for server_error.
-        seconds: how long a timeout holds the request.
+        seconds: how long a timeout holds the request; for kill, the longest wait for the
+            process to be gone.
         headers: extra response headers (e.g. ``Stripe-Should-Retry: false``).
         body: for rate_limit and server_error, the exact response body to send instead of
             the vendor's error document (``""``: an empty body); None: the vendor's.
         content_type: the ``Content-Type`` sent with ``body`` (None: ``text/plain``).
+        pid: for kill, the process to signal (the client under test).
+        signal: for kill, the signal number (default ``SIGKILL``).
     """
 
     kind: FaultKind
@@ -79,11 +90,20 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     content_type: str | None = None
+    pid: int | None = None
+    signal: int = int(signals.SIGKILL)
     fired: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        if self.kind == "kill":
+            if isinstance(self.pid, bool) or not isinstance(self.pid, int) or self.pid <= 0:
+                raise ValueError(f"a kill fault needs the pid of the process to kill, not {self.pid!r}")
+            if self.pid == os.getpid():
+                raise ValueError("a kill fault may not kill the sandbox's own process")
+        elif self.pid is not None:
+            raise ValueError("only a kill fault takes a pid")
         if self.phase is None:
             self.phase = "after" if self.kind == "drop" else "before"
         if self.kind == "rate_limit" and self.phase != "before":
@@ -107,7 +127,7 @@ class Fault:
         """Build from JSON (the ``/_sandbox/faults`` control endpoint)."""
         allowed = {
             "kind", "method", "path", "times", "skip", "phase", "retry_after", "status", "seconds",
-            "headers", "body", "content_type",
+            "headers", "body", "content_type", "pid", "signal",
         }
         unknown = set(data) - allowed
         if unknown:
@@ -119,8 +139,39 @@ class Fault:
             "kind": self.kind, "method": self.method, "path": self.path, "times": self.times,
             "skip": self.skip, "phase": self.phase, "retry_after": self.retry_after,
             "status": self.status, "seconds": self.seconds, "headers": dict(self.headers),
-            "body": self.body, "content_type": self.content_type, "fired": self.fired,
+            "body": self.body, "content_type": self.content_type, "pid": self.pid, "signal": self.signal,
+            "fired": self.fired,
         }
+
+    def kill_target(self) -> bool:
+        """Send the kill fault's signal to its process and wait (at most ``seconds``) until it is gone.
+
+        Returns False when there was no such process (it had already ended).
+        """
+        assert self.kind == "kill" and self.pid is not None
+        try:
+            os.kill(self.pid, self.signal)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + self.seconds
+        while _running(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return True
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def shaped_response(fault: Fault, response: Response) -> Response:

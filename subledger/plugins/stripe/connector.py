@@ -178,8 +178,9 @@ class StripeConnector(Connector):
     name: ClassVar[str] = "stripe"
     title: ClassVar[str] = "Stripe"
     config_model: ClassVar[type[StripeConfig]] = StripeConfig
+    # Meter events cannot be listed, so a push is recovered by resending it (identifiers dedupe).
     capabilities: ClassVar[Capabilities] = Capabilities(read=True, incremental=True, write=WRITE_KINDS,
-                                                        webhooks=True)
+                                                        webhooks=True, resend_safe=frozenset({"push_meter_events"}))
 
     config: StripeConfig
 

@@ -45,9 +45,22 @@ COMMAND_MODULES = (
 _state: dict[str, Any] = {"debug": False}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"subledger {version('subledger')}")
+        except PackageNotFoundError:  # pragma: no cover - only in an uninstalled checkout
+            console.print("subledger (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs (also after the command)."),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
     logging.basicConfig(
@@ -69,10 +82,29 @@ def _register_commands() -> None:
 _register_commands()
 
 
+GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """Move global flags written after the command to the front (``status --debug``),
+    leaving anything after ``--`` alone."""
+    end = args.index("--") if "--" in args else len(args)
+    found = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+    return [*dict.fromkeys(found), *rest, *args[end:]]
+
+
 def main() -> None:
     """Console-script entry point."""
+    import sys
+
+    sys.argv[1:] = hoist_global_flags(sys.argv[1:])
     try:
-        app(standalone_mode=False)
+        # Without click's standalone mode a command's ``typer.Exit(code)`` comes back as the
+        # return value: hand it to the shell, or cron never sees a failure.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
     except SubledgerError as exc:
         _fail(exc)
     except typer.Abort:
@@ -102,7 +134,8 @@ def _fail(exc: BaseException) -> None:
         kind, "internal error"
     )
     hint = "" if _state["debug"] or kind is FailureKind.CONFIG else " (run with --debug for details)"
-    err_console.print(f"[bold red]{label}:[/] {message}{hint}", markup=True, highlight=False)
+    # One line however long, so a cron log or a grep sees the whole message.
+    err_console.print(f"[bold red]{label}:[/] {message}{hint}", markup=True, highlight=False, soft_wrap=True)
     raise SystemExit(2 if kind is FailureKind.CONFIG else 1)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from subledger.core.model import Action, Connection, Finding
 from subledger.core.money import to_major
@@ -31,6 +31,7 @@ from subledger.core.plugins import connector_classes, register_plugin
 from subledger.core.sandbox import SandboxServer
 from subledger.core.secrets import config_for_storage, load_config
 from subledger.core.store.engine import make_engine
+from subledger.core.store.migrate import upgrade
 from subledger.demo import seed
 from subledger.demo.company import AS_OF, MONTHS, YEAR_START, Company, generate, month_starts
 from subledger.demo.report import ReportData
@@ -291,7 +292,7 @@ def run_demo(
         servers = stack.enter_context(sandboxes(company, workdir))
         timings["seed"] = time.perf_counter() - t0
         engine = make_engine(database_url)
-        SQLModel.metadata.create_all(engine)
+        upgrade(engine)  # the schema production runs on, ledger invariants included
         connect(engine, servers, workdir)
         result = DemoResult(company, database_url, {n: s.url for n, s in servers.items()}, engine=engine,
                             sandboxes={n: s.sandbox for n, s in servers.items()})

@@ -44,7 +44,7 @@ def test_a_store_that_is_not_initialised_is_one_line_naming_the_fix(run) -> None
     done = run("status", ok=False)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0  # one line, no traceback
-    assert "is not initialised" in done.stderr and "run `subledger init`" in done.stderr
+    assert "there is no store at" in done.stderr and "run `subledger init`" in done.stderr
     debug = run("--debug", "status", ok=False)
     assert "Traceback" in debug.stderr
 

@@ -52,6 +52,31 @@ def make_revision(engine: Engine, message: str) -> None:
         command.revision(cfg, message=message, autogenerate=True)
 
 
+def stamp(engine: Engine) -> list[Any]:
+    """Mark a store built without migrations (``create_all``) as at the shipped head.
+
+    Only when its tables are exactly the model's: returns the differences (and stamps
+    nothing) otherwise. The ledger invariants the migrations would have installed are
+    installed too, so a stamped store is guarded like a migrated one.
+    """
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import subledger.core.model  # noqa: F401  (registers every table)
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+    if diff:
+        return list(diff)
+    install_ledger_invariants(engine)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.stamp(cfg, "head")
+    return []
+
+
 def install_ledger_invariants(bind: Engine | Connection) -> None:
     """Install the ledger's database invariants on a store built by ``create_all``.
 

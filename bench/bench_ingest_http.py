@@ -30,6 +30,7 @@ from subledger.api import create_app
 from subledger.api.keys import create_key
 from subledger.api.settings import ServiceSettings
 from subledger.core.connector import UsageEventIn
+from subledger.core.model import ExternalRef, Meter
 from subledger.core.store.engine import make_engine
 from subledger.core.store.usage import ingest_usage
 
@@ -53,6 +54,14 @@ def bench(url: str, n: int) -> None:
     engine = make_engine(url)
     SQLModel.metadata.create_all(engine)
     token = create_key(engine, name="bench", scopes=["ingest"], actor="bench").token
+    # Ingest quarantines usage of unknown customers and meters: make the bench's known (a
+    # CRM record linked to each customer, and the two meters).
+    with Session(engine) as s, s.begin():
+        for i in range(200):
+            s.add(ExternalRef(entity_type="customer", canonical_id=f"cus_{i}", system="crm", object_type="customer",
+                              external_id=f"crm-{i}", method="source"))
+        for m in ("api_calls", "storage"):
+            s.add(Meter(id=f"mtr_{m}", system="metering", external_id=m, key=m))
     # Baseline: the store's own ingest, same events shape, same batch size.
     now = datetime.now(UTC) - timedelta(seconds=30)
     direct = [UsageEventIn(f"d{i}", f"cus_{i % 200}", "api_calls", Decimal(i % 17 + 1),

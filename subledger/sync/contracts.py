@@ -153,7 +153,11 @@ def store_roles(
         found = Roles.everything(session)
         return found if usage_system is None else replace(found, usage_system=usage_system)
     conns = [_Conn(c.name, c.plugin, list(settings.roles_of(c.name, c.plugin))) for c in rows]
-    return Roles.of(conns, settings.ownership, usage_system=usage_system, usage_source=usage_source)
+    if usage_system is None and usage_source is not None and settings.ownership.usage in settings.roles.get(
+            usage_source, []):
+        usage_system = usage_source  # the settings make pushed usage the usage, whatever the connections meter
+    roles = Roles.of(conns, settings.ownership, usage_system=usage_system, usage_source=usage_source)
+    return roles
 
 
 @dataclass

@@ -132,9 +132,6 @@ def test_a_method_a_path_does_not_take_is_405_with_allow(engine: Engine) -> None
 EXCUSED: dict[tuple[str, str, str], tuple[str, str]] = {
     # The batch is never all-or-nothing: a schema-violating event is rejected in the 200 answer, by design.
     ("negative", "POST", "/v1/usage/events"): ("negative_data_rejection", "per-event rejection"),
-    # `status` is a plain string in actions.py though only ACTION_STATUSES are accepted (422 otherwise);
-    # remove this entry once the route declares the enum.
-    ("positive", "GET", "/v1/actions"): ("positive_data_acceptance", "status has no enum"),
 }
 
 

@@ -54,6 +54,9 @@ class Reject(SQLModel, table=True):
     fix: str = Field(default="", max_length=2048)
     raw: str = Field(default="")
     fingerprint: str = Field(max_length=64)
-    status: str = Field(default="open", max_length=16, description="open or resolved")
+    status: str = Field(
+        default="open", max_length=16,
+        description="open, resolved, or released (quarantined usage stored once its customer and meter were known)",
+    )
     first_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

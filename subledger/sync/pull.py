@@ -24,6 +24,7 @@ from subledger.core.model.sync_state import Connection, StreamState
 from subledger.core.store.coverage import record_coverage
 from subledger.core.store.records import save_rejects, upsert_batch
 from subledger.core.store.usage import UsageOutOfBounds, ingest_usage
+from subledger.core.terms.bounds import unstorable_text
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +190,11 @@ def _commit(
     state: dict[str, Any] | None,
     report: StreamReport,
 ) -> None:
+    storable, refused = _storable(batch.records, stream)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         report.records += len(batch.records)
-        report.changed += upsert_batch(session, batch.records, system=system)
-        rejects = list(batch.rejects)
+        report.changed += upsert_batch(session, storable, system=system)
+        rejects = [*batch.rejects, *refused]
         for i in range(0, len(batch.usage), USAGE_BATCH):
             chunk = batch.usage[i : i + USAGE_BATCH]
             report.records += len(chunk)
@@ -229,6 +231,31 @@ def _commit(
                 row.state = state
                 row.updated_at = utcnow()
                 session.add(row)
+
+
+def _storable(records: list[Any], stream: str) -> tuple[list[Any], list[Rejected]]:
+    """Records no database can store (a NUL or half a surrogate pair in any text) become rejects.
+
+    The files connector refuses such rows itself; a vendor's API can still send one, and it
+    must not fail the whole batch (PostgreSQL refuses NUL in text).
+    """
+    keep: list[Any] = []
+    refused: list[Rejected] = []
+    for item in records:
+        parts = [item.record, *item.children] if isinstance(item, RecordGroup) else [item]
+        problem = next((p for part in parts if (p := unstorable_text(part.model_dump(mode="json"))) is not None),
+                       None)
+        if problem is None:
+            keep.append(item)
+            continue
+        head = parts[0]
+        where, why = problem
+        refused.append(Rejected(
+            stream=stream, reason=f"{where}: {why}", field=where or None,
+            fix="correct the text at the source (no database can store it); the next pull reads it again",
+            location=f"{type(head).__name__.lower()} {getattr(head, 'external_id', '')}".strip(),
+        ))
+    return keep, refused
 
 
 def pull(

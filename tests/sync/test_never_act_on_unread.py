@@ -218,3 +218,26 @@ def test_a_failed_pull_judges_nothing_from_that_connection_and_applies_nothing(
     assert [n.rule for n in report.reconcile.rules_not_covered] == ["invoice_missing_from_erp"]
     assert report.applied is None and actions(engine) == []
     assert any(e.get("stage") == "apply" for e in report.run.errors)
+
+
+def test_a_vendor_record_with_a_nul_is_a_reject_and_the_rest_of_the_batch_loads(engine: Engine) -> None:
+    # PostgreSQL cannot store a NUL in text: the one record becomes a reject naming the
+    # field; the other customers of the page are stored.
+    reset_memory_stores()
+    with memory_connector():
+        store = memory_store("billing").seed_example()
+        store.update("customers", "cus_globex", name="Glo\x00bex")
+        config = load_config(MemoryConfig, {"api_key": DEFAULT_API_KEY, "store": "billing"})
+        with Session(engine) as s, s.begin():
+            s.add(Connection(name="billing", plugin="memory", config=config_for_storage(config)))
+        from subledger.core.model import Reject
+        from subledger.sync.pull import pull
+
+        report = pull(engine, "billing", streams=["customers"])
+    reset_memory_stores()
+    (customers,) = report.streams
+    assert (customers.rejected, customers.error) == (1, None)
+    with Session(engine) as s:
+        assert sorted(c.external_id for c in s.exec(select(Customer)).all()) == ["cus_acme", "cus_initech"]
+        (reject,) = s.exec(select(Reject)).all()
+        assert (reject.field, reject.location) == ("name", "customer cus_globex")
